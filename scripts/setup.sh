@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# One-time, idempotent set-up on a fresh Debian 12 machine: system packages (as root), the
+# project virtual environment with every Python dependency, and the web page's npm packages.
+# Usage: scripts/setup.sh            (called by scripts/serve.sh and scripts/test.sh)
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+VENV="${MLSHARP_VENV:-$ROOT/.venv}"
+PY="${PYTHON:-python3}"
+
+APT_PACKAGES=(redis-server)
+
+install_apt() {
+  local missing=()
+  for pkg in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "setup: missing system packages: ${missing[*]} (run as root or install them)" >&2
+    return 0
+  fi
+  echo "setup: apt-get install ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+install_python() {
+  if [ ! -x "$VENV/bin/python" ]; then
+    echo "setup: creating $VENV"
+    "$PY" -m venv "$VENV"
+  fi
+  local stamp="$VENV/.mlsharp-setup-stamp"
+  local want
+  want="$(sha256sum pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)"
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+    return 0
+  fi
+  echo "setup: installing Python dependencies into $VENV"
+  # torch first, pinned, so the CPU wheel on these machines is used (never a multi-GB CUDA build).
+  "$VENV/bin/pip" install -q --disable-pip-version-check torch==2.13.0
+  "$VENV/bin/pip" install -q --disable-pip-version-check -e ".[all]"
+  echo "$want" > "$stamp"
+}
+
+install_apt
+install_python
+echo "setup: ready ($VENV)"

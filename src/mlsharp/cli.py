@@ -1,0 +1,131 @@
+"""`mlsharp` command line: predict scenes from photos with the eager PyTorch path.
+
+Without `--checkpoint` the official checkpoint is downloaded once to the torch hub cache. When
+that is impossible the command fails at once and says how to pass a local file. `--random-weights`
+exists for smoke runs only: every file it writes is stamped as random-weight output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from mlsharp.errors import MLSharpError
+
+log = logging.getLogger("mlsharp")
+
+RANDOM_WEIGHTS_BANNER = (
+    "WARNING: --random-weights: the network has RANDOM weights. The outputs are NOT real SHARP "
+    "results; every file is stamped RANDOM-WEIGHTS. Use it for smoke tests only."
+)
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Write via a temporary file and rename, so a crash never leaves a half-written result."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+
+
+def output_stem(image_path: Path, random_weights: bool) -> str:
+    """File stem for an input; random-weight outputs carry the stamp in their names."""
+    return f"{image_path.stem}.RANDOM-WEIGHTS" if random_weights else image_path.stem
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    from mlsharp.formats import OUTPUT_FORMATS
+
+    parser = argparse.ArgumentParser(prog="mlsharp", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    predict = commands.add_parser("predict", help="turn photos into 3D gaussian scenes")
+    predict.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
+    predict.add_argument("-o", "--output-dir", type=Path, required=True, metavar="DIR")
+    predict.add_argument("--checkpoint", type=Path, help="local checkpoint file (default: download)")
+    predict.add_argument(
+        "--format",
+        dest="formats",
+        action="append",
+        choices=OUTPUT_FORMATS,
+        help="output format; repeat for several (default: ply)",
+    )
+    predict.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1")
+    predict.add_argument("--preset", default="full", help="network preset: full (official), tiny, test")
+    focal = predict.add_mutually_exclusive_group()
+    focal.add_argument("--focal-px", type=float, help="focal length override in pixels")
+    focal.add_argument("--focal-mm", type=float, help="focal length override, 35 mm-equivalent millimetres")
+    predict.add_argument("--random-weights", action="store_true", help="smoke runs only: random network")
+    predict.add_argument("--seed", type=int, default=0, help="seed for --random-weights")
+    predict.add_argument("--no-download", action="store_true", help="never download the checkpoint")
+    return parser
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    from mlsharp.checkpoint import load_predictor
+    from mlsharp.imaging import load_image
+    from mlsharp.pipeline import ScenePipeline
+
+    formats = tuple(dict.fromkeys(args.formats or ["ply"]))
+    if args.random_weights:
+        print(RANDOM_WEIGHTS_BANNER, file=sys.stderr)
+    # Decode everything first: a bad file is reported before minutes of network time are spent.
+    decoded = [
+        (path, load_image(path, focal_px=args.focal_px, focal_mm=args.focal_mm)) for path in args.images
+    ]
+    loaded = load_predictor(
+        args.preset,
+        checkpoint=args.checkpoint,
+        random_weights=args.random_weights,
+        seed=args.seed,
+        device=args.device,
+        download=not args.no_download,
+    )
+    pipeline = ScenePipeline(loaded, device=args.device)
+    for path, image in decoded:
+        scene = pipeline.predict(image, formats)
+        stem = output_stem(path, loaded.random_weights)
+        for fmt, data in scene.encoded.items():
+            from mlsharp.formats import FORMAT_INFO
+
+            _atomic_write(args.output_dir / f"{stem}{FORMAT_INFO[fmt].extension}", data)
+        meta = json.dumps(scene.metadata, indent=2, sort_keys=True).encode()
+        _atomic_write(args.output_dir / f"{stem}.json", meta)
+        timing = ", ".join(f"{name} {sec:.2f}s" for name, sec in scene.stage_seconds.items())
+        print(f"{path} -> {args.output_dir / stem}.* ({scene.gaussians.num_gaussians} gaussians; {timing})")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        if args.command == "predict":
+            return _run_predict(args)
+    except MLSharpError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as error:
+        print(f"error: file not found: {error.filename}", file=sys.stderr)
+        return 2
+    return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
