@@ -7,7 +7,7 @@ can act on (raw exception text is kept only as the ``__cause__`` for logs).
 
 Deviations from the reference loader (``architecture.md`` §1.1), all deliberate:
 - palette, CMYK, 16-bit and float images are converted to 8-bit RGB (the reference feeds raw
-  palette indices / CMYK bytes to the network);
+  palette indices / CMYK bytes to the network); 16-bit samples keep their high byte (v >> 8);
 - mirrored EXIF orientations 2, 4, 5, 7 are applied (the reference ignores them);
 - alpha is dropped keeping the stored RGB values, exactly like the reference (no compositing).
 """
@@ -202,9 +202,13 @@ def apply_orientation(rgb: np.ndarray, orientation: int) -> np.ndarray:
 
 
 def _scale_16bit(values: np.ndarray) -> np.ndarray:
-    """Map 0..65535 onto 0..255 with rounding (65535 -> 255, 257*k -> k), never clipping mid-range."""
+    """Map 0..65535 onto 0..255 by keeping the high byte (65535 -> 255, 257*k -> k).
+
+    This is what Pillow itself does for 16-bit RGB(A) and LA files, so a 16-bit grey image and
+    the same picture stored as 16-bit RGB give identical 8-bit values.
+    """
     wide = np.clip(values.astype(np.int64), 0, 65535)
-    return ((wide * 255 + 32767) // 65535).astype(np.uint8)
+    return (wide >> 8).astype(np.uint8)
 
 
 def _scale_float(values: np.ndarray) -> np.ndarray:
