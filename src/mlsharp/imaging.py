@@ -98,10 +98,22 @@ def _sniff_format(data: bytes) -> str | None:
     return None
 
 
+def _declared_size(data: bytes, sniffed: str) -> tuple[int, int] | None:
+    """Width and height from a PNG IHDR or GIF screen descriptor, which Pillow rejects when 0."""
+    if sniffed == "PNG" and len(data) >= 24 and data[12:16] == b"IHDR":
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    if sniffed == "GIF" and len(data) >= 10:
+        return int.from_bytes(data[6:8], "little"), int.from_bytes(data[8:10], "little")
+    return None
+
+
 def _describe_non_image(data: bytes) -> str:
     """Explain what bytes Pillow could not identify look like."""
     sniffed = _sniff_format(data)
     if sniffed is not None:
+        size = _declared_size(data, sniffed)
+        if size is not None and 0 in size:
+            return f"The image has no pixels ({size[0]}x{size[1]} declared in its {sniffed} header)."
         return f"The upload is not a readable image (truncated or corrupt {sniffed} data)."
     head = data[:512].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
     if head.startswith((b"<!doctype html", b"<html", b"<head", b"<body")) or b"<html" in head:
