@@ -164,3 +164,18 @@ def test_load_image_reads_file(tmp_path) -> None:
     path = tmp_path / "photo.PNG"
     path.write_bytes(encode(Image.fromarray(asymmetric_rgb(2, 3)), "PNG"))
     np.testing.assert_array_equal(load_image(path).rgb, asymmetric_rgb(2, 3))
+
+
+def test_10bit_heic_is_reduced_to_8bit(heic_encoder) -> None:
+    import io
+
+    import pillow_heif
+
+    samples = np.zeros((8, 8, 3), np.uint16)
+    samples[..., 0], samples[..., 1] = 65535, 32896
+    heif = pillow_heif.from_bytes(mode="RGB;16", size=(8, 8), data=samples.tobytes())
+    buffer = io.BytesIO()
+    heif.save(buffer, quality=-1, chroma=444, matrix_coefficients=0)  # stored with 10 bits
+    decoded = decode_image(buffer.getvalue())
+    assert decoded.rgb.dtype == np.uint8
+    assert np.abs(decoded.rgb[4, 4].astype(int) - (255, 128, 0)).max() <= 1

@@ -31,7 +31,7 @@ def test_shapes_dtypes_and_range() -> None:
     assert image.shape == (1, 3, 16, 16) and image.dtype == torch.float32
     assert factor.shape == (1,) and factor.dtype == torch.float32
     assert image.is_contiguous()
-    assert 0.0 <= float(image.min()) and float(image.max()) <= 1.0
+    assert float(image.min()) >= 0.0 and float(image.max()) <= 1.0
 
 
 def test_same_size_is_exact_true_division_channels_first() -> None:
