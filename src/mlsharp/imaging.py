@@ -10,6 +10,7 @@ Deviations from the reference loader (``architecture.md`` §1.1), all deliberate
   palette indices / CMYK bytes to the network); 16-bit samples keep their high byte (v >> 8);
 - mirrored EXIF orientations 2, 4, 5, 7 are applied (the reference ignores them);
 - alpha is dropped keeping the stored RGB values, exactly like the reference (no compositing).
+Like the reference, embedded ICC profiles are not applied: pixels are taken as sRGB.
 """
 
 from __future__ import annotations
@@ -289,9 +290,10 @@ def _open_checked(data: bytes, max_pixels: int) -> Image.Image:
     except Exception as exc:  # plugin errors while reading the header
         raise _decode_failure(exc, _sniff_format(data) or "image") from exc
     width_px, height_px = image.size
-    if width_px <= 0 or height_px <= 0:
-        raise InvalidImageError(f"The image has no pixels ({width_px}x{height_px}).")
-    if width_px * height_px > max_pixels:
+    if width_px <= 0 or height_px <= 0 or width_px * height_px > max_pixels:
+        image.close()
+        if width_px <= 0 or height_px <= 0:
+            raise InvalidImageError(f"The image has no pixels ({width_px}x{height_px}).")
         raise _too_large(width_px, height_px, max_pixels)
     return image
 

@@ -179,3 +179,10 @@ def test_10bit_heic_is_reduced_to_8bit(heic_encoder) -> None:
     decoded = decode_image(buffer.getvalue())
     assert decoded.rgb.dtype == np.uint8
     assert np.abs(decoded.rgb[4, 4].astype(int) - (255, 128, 0)).max() <= 1
+
+
+def test_multi_picture_jpeg_reports_jpeg_and_first_picture() -> None:
+    first, second = Image.new("RGB", (8, 6), (200, 10, 10)), Image.new("RGB", (8, 6), (10, 10, 200))
+    decoded = decode_image(encode(first, "MPO", save_all=True, append_images=[second]))
+    assert decoded.source_format == "JPEG"  # Pillow says "MPO"; users sent a JPEG
+    assert np.abs(decoded.rgb[3, 3].astype(int) - (200, 10, 10)).max() <= 4
