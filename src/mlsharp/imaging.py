@@ -49,7 +49,7 @@ _heif_registered = False
 class DecodedImage:
     """An upright 8-bit RGB image with the focal length the network will be told."""
 
-    rgb: np.ndarray  # (height_px, width_px, 3) uint8, C-contiguous
+    rgb: np.ndarray  # (height_px, width_px, 3) uint8, C-contiguous, owned and writable
     width_px: int
     height_px: int
     focal_px: float
@@ -341,7 +341,8 @@ def decode_image(
 
     if not auto_orient:
         orientation = 1
-    rgb = apply_orientation(rgb, orientation)
+    # Own, writable, C-contiguous: Pillow's array view is read-only, which torch.from_numpy warns on.
+    rgb = np.require(apply_orientation(rgb, orientation), np.uint8, ["C_CONTIGUOUS", "WRITEABLE", "OWNDATA"])
     height_px, width_px = rgb.shape[:2]
     focal = resolve_focal(exif, width_px, height_px, focal_px=focal_px, focal_mm=focal_mm)
     return DecodedImage(

@@ -61,7 +61,7 @@ def to_network_input(
     _check_rgb(rgb)
     _check_working_size(working_size_px)
     factor = disparity_factor(focal_px, rgb.shape[1])
-    pixels = torch.from_numpy(np.ascontiguousarray(rgb)).to(device=device)
+    pixels = torch.from_numpy(np.require(rgb, np.uint8, ["C_CONTIGUOUS", "WRITEABLE"])).to(device=device)
     image = pixels.to(torch.float32).permute(2, 0, 1).unsqueeze(0) / 255.0
     image = F.interpolate(
         image,

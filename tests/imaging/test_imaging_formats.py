@@ -19,6 +19,7 @@ def _assert_rgb_contract(decoded: DecodedImage, width_px: int, height_px: int) -
     assert decoded.rgb.dtype == np.uint8
     assert decoded.rgb.shape == (height_px, width_px, 3)
     assert decoded.rgb.flags["C_CONTIGUOUS"]
+    assert decoded.rgb.flags["WRITEABLE"] and decoded.rgb.flags["OWNDATA"]
     assert (decoded.width_px, decoded.height_px) == (width_px, height_px)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -79,6 +81,15 @@ def test_disparity_factor_is_float64_division_then_float32() -> None:
     _, factor = to_network_input(rgb, focal_px, working_size_px=4)
     assert factor.item() == np.float32(focal_px / 8)
     assert disparity_factor(focal_px, 4032) == focal_px / 4032
+
+
+def test_read_only_and_strided_arrays_are_accepted_silently() -> None:
+    rgb = asymmetric_rgb(4, 6)[:, ::-1]  # negative stride
+    rgb.flags.writeable = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch.from_numpy warns on read-only arrays
+        image, _ = to_network_input(rgb, 10.0, working_size_px=4)
+    assert image[0, 0, 0, 0].item() == pytest.approx(rgb[0, 0, 0] / 255.0)
 
 
 def test_batch_stacks_mixed_sizes() -> None:
