@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import logging
+import numbers
 import os
 import threading
 from dataclasses import dataclass
@@ -262,11 +263,15 @@ def to_rgb8(image: Image.Image) -> np.ndarray:
 # Public entry points
 
 
+def _is_integer(value: object) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 def _check_limits(data: bytes, max_pixels: int, max_bytes: int | None) -> None:
-    if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels <= 0:
+    if not _is_integer(max_pixels) or max_pixels <= 0:
         raise InvalidParameterError(f"max_pixels must be a positive integer, got {max_pixels!r}.")
-    if max_bytes is not None and (isinstance(max_bytes, bool) or not isinstance(max_bytes, int)):
-        raise InvalidParameterError(f"max_bytes must be an integer or None, got {max_bytes!r}.")
+    if max_bytes is not None and (not _is_integer(max_bytes) or max_bytes < 0):
+        raise InvalidParameterError(f"max_bytes must be a non-negative integer or None, got {max_bytes!r}.")
     if len(data) == 0:
         raise InvalidImageError("The upload is empty (0 bytes); send an image file.")
     if max_bytes is not None and len(data) > max_bytes:

@@ -157,6 +157,15 @@ def test_bad_pixel_limit(max_pixels) -> None:
         decode_image(_photo("PNG"), max_pixels=max_pixels)
 
 
+def test_numpy_integer_limits_are_accepted() -> None:
+    assert decode_image(_photo("PNG"), max_pixels=np.int64(4096), max_bytes=np.uint32(10**6)).width_px == 64
+
+
+def test_negative_byte_limit_is_rejected() -> None:
+    with pytest.raises(InvalidParameterError, match="max_bytes must be a non-negative integer"):
+        decode_image(_photo("PNG"), max_bytes=-1)
+
+
 def test_focal_conflict_is_reported_before_decoding() -> None:
     with pytest.raises(InvalidParameterError, match="not both"):
         decode_image(b"not even an image", focal_px=1000.0, focal_mm=26.0)
