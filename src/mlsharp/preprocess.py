@@ -10,6 +10,7 @@ float64 before the float32 cast. Torch-only, so it runs on whichever device it i
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -32,7 +33,8 @@ def _check_rgb(rgb: np.ndarray) -> None:
 
 
 def _check_working_size(working_size_px: int) -> None:
-    if isinstance(working_size_px, bool) or not isinstance(working_size_px, int) or working_size_px < 1:
+    integral = isinstance(working_size_px, numbers.Integral) and not isinstance(working_size_px, bool)
+    if not integral or working_size_px < 1:
         raise InvalidParameterError(f"working_size_px must be a positive integer, got {working_size_px!r}.")
 
 
@@ -63,9 +65,10 @@ def to_network_input(
     factor = disparity_factor(focal_px, rgb.shape[1])
     pixels = torch.from_numpy(np.require(rgb, np.uint8, ["C_CONTIGUOUS", "WRITEABLE"])).to(device=device)
     image = pixels.to(torch.float32).permute(2, 0, 1).unsqueeze(0) / 255.0
+    size_px = int(working_size_px)
     image = F.interpolate(
         image,
-        size=(working_size_px, working_size_px),
+        size=(size_px, size_px),
         mode="bilinear",
         align_corners=True,
         antialias=False,
