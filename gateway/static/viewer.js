@@ -174,7 +174,7 @@ export class SplatViewer {
       // Match the stage to the photo's shape so the first frame shows the photo's framing.
       if (info.width && info.height) {
         const aspect = Math.min(2.4, Math.max(0.5, info.width / info.height));
-        this.container.style.aspectRatio = `${aspect}`;
+        this.container.style.setProperty("--aspect", aspect.toFixed(4));
       }
       this.canvas.setAttribute("aria-label", name);
       this.resetView();
@@ -207,6 +207,9 @@ export class SplatViewer {
   resetView() {
     if (!this.home || !this.camera) return;
     const { fovY, depth } = this.home;
+    // Let any motion still damping out finish first, so it cannot carry on after the reset.
+    this.controls.enableDamping = false;
+    this.controls.update();
     this.camera.fov = fovY;
     this.camera.near = Math.max(0.001, depth / 1000);
     this.camera.far = depth * 1000;
@@ -219,5 +222,6 @@ export class SplatViewer {
     this.controls.minDistance = depth * 0.05;
     this.controls.maxDistance = depth * 20;
     this.controls.update();
+    this.controls.enableDamping = true;
   }
 }

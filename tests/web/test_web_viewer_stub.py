@@ -1,0 +1,112 @@
+"""The page against a stand-in jobs API whose scene is known (see web_stub_server.py).
+
+Checks what random-weight output cannot show: the viewer turns SHARP's OpenCV frame upright and
+unmirrored and starts at the photo's viewpoint with the photo's field of view; reset view returns
+there after orbiting. Also: no request leaves the page's origin, file names are shown as text (never
+parsed as HTML), the language toggle and the keyboard order.
+"""
+
+from __future__ import annotations
+
+import pytest
+from conftest import save_screenshot
+from web_helpers import count_non_background, mean_colour, photo_like_jpeg
+
+pytestmark = pytest.mark.timeout(180)
+
+HOSTILE_NAME = "<img src=x onerror=window.__pwned=1>photo.jpg"
+
+
+def _guard_origin(page, origin: str) -> list[str]:
+    """Abort and record every request that is not to the test server (the page must be offline-safe)."""
+    foreign: list[str] = []
+
+    def handle(route):
+        url = route.request.url
+        if url.startswith(origin) or url.startswith(("data:", "blob:")):
+            route.continue_()
+        else:
+            foreign.append(url)
+            route.abort()
+
+    page.route("**/*", handle)
+    return foreign
+
+
+def _is(colour, *, red=None, green=None, blue=None) -> bool:
+    r, g, b = colour
+    checks = {"r": (red, r), "g": (green, g), "b": (blue, b)}
+    return all(want is None or (have > 150 if want else have < 110) for want, have in checks.values())
+
+
+def test_viewer_orientation_fov_reset_and_safety(page, stub_server, tmp_path):
+    foreign = _guard_origin(page, stub_server.url)
+    page.goto(stub_server.url + "/")
+    page.wait_for_selector("body[data-ready=true]")
+
+    # Keyboard: the first tab stops are the language toggle, then the file chooser (a real button).
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "lang-toggle"
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "choose-files"
+
+    page.set_input_files(
+        "#file-input", files=[{"name": HOSTILE_NAME, "mimeType": "image/jpeg", "buffer": photo_like_jpeg()}]
+    )
+    assert page.locator("#file-list .file-name").text_content() == HOSTILE_NAME
+    page.click("#submit")
+    page.wait_for_selector("#viewer[data-state=rendered]", timeout=120_000)
+
+    # The name is shown literally wherever it appears, and nothing was parsed out of it.
+    assert page.locator(".job-file .file-name").first.text_content() == HOSTILE_NAME
+    assert page.locator("#history .history-names").first.text_content() == HOSTILE_NAME
+    assert page.evaluate("window.__pwned") is None
+    assert page.locator("main img").count() == 0
+
+    canvas = page.locator("#viewer canvas")
+    shot = canvas.screenshot()
+    save_screenshot(shot, tmp_path, "stub-viewer-home.png")
+    # Known scene seen from the photo's viewpoint: green square top-left, red top, blue bottom.
+    assert _is(mean_colour(shot, (0.03, 0.05, 0.2, 0.2)), red=False, green=True, blue=False)
+    assert _is(mean_colour(shot, (0.6, 0.05, 0.95, 0.4)), red=True, green=False, blue=False)
+    assert _is(mean_colour(shot, (0.05, 0.6, 0.95, 0.95)), red=False, green=False, blue=True)
+    # Field of view from the intrinsics: the plane fills the frame, edges included.
+    hits, total = count_non_background(shot)
+    assert hits > 0.97 * total, f"only {hits}/{total} pixels show the scene"
+
+    # Orbit away (drag) and zoom out, then reset.
+    box = canvas.bounding_box()
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(cx, cy)
+    page.mouse.down()
+    page.mouse.move(cx + 220, cy + 60, steps=8)
+    page.mouse.up()
+    page.mouse.wheel(0, 600)
+    page.wait_for_timeout(1500)
+    moved = canvas.screenshot()
+    save_screenshot(moved, tmp_path, "stub-viewer-orbited.png")
+    moved_hits, _ = count_non_background(moved)
+    assert moved_hits < 0.9 * total, "orbit/zoom did not change the view"
+
+    page.click("#viewer-reset")
+    page.wait_for_timeout(1500)
+    back = canvas.screenshot()
+    assert _is(mean_colour(back, (0.03, 0.05, 0.2, 0.2)), red=False, green=True, blue=False)
+    back_hits, _ = count_non_background(back)
+    assert back_hits > 0.97 * total
+
+    # Downloads: one real link per format asked for, plus metadata.
+    links = page.locator(".job-file .downloads a")
+    formats = {links.nth(i).get_attribute("data-format") for i in range(links.count())}
+    assert {"ply", "spz", "metadata"} <= formats
+
+    # Chinese labels.
+    page.click("#lang-toggle")
+    assert page.locator("#submit").text_content() == "生成 3D"
+    assert page.evaluate("document.documentElement.lang") == "zh-CN"
+    save_screenshot(page.screenshot(full_page=True), tmp_path, "stub-page-zh.png")
+    page.click("#lang-toggle")
+    assert page.locator("#submit").text_content() == "Make 3D"
+
+    assert foreign == [], f"the page tried to reach other origins: {foreign}"
+    assert page.page_errors == []
