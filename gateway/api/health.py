@@ -1,0 +1,52 @@
+"""GET /v1/health, /v1/ready and /v1/stats: liveness, readiness, queue/cache/GPU figures."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from gateway import __version__
+from gateway.api.deps import ServicesDep
+from gateway.api.schemas import HealthResponse, StatsResponse, StatusMessage, error_responses
+from gateway.errors import BackendUnavailable
+
+router = APIRouter(prefix="/v1", tags=["health"])
+
+
+@router.get("/health", response_model=HealthResponse)
+async def health(services: ServicesDep) -> HealthResponse:
+    """Always 200 while the process serves; ``status`` says whether predictions can run."""
+    backend = services.backend
+    ready = await backend.ready()
+    gpu = await backend.device_info()
+    return HealthResponse(
+        status="healthy" if ready else "degraded",
+        gpu_available=bool(gpu["available"]),
+        gpu_vendor=gpu["vendor"],
+        gpu_name=gpu["name"],
+        backend=backend.name,
+        backend_ready=ready,
+        triton_ready=ready if backend.name == "triton" else None,
+        model_id=backend.model_id,
+        version=__version__,
+    )
+
+
+@router.get("/ready", response_model=StatusMessage, responses=error_responses(503))
+async def ready(services: ServicesDep) -> StatusMessage:
+    """Readiness probe: 503 until the backend (model or Triton) can serve."""
+    if not await services.backend.ready():
+        raise BackendUnavailable(f"The {services.backend.name} backend is not ready.")
+    return StatusMessage(status="success", message="ready")
+
+
+@router.get("/stats", response_model=StatsResponse)
+async def stats(services: ServicesDep) -> dict:
+    queue = dict(services.backend.load())
+    queue["jobs_active"] = await services.jobs.active_count()
+    services.metrics.queued_jobs.set(queue["jobs_active"])
+    return {
+        "gpu": await services.backend.device_info(),
+        "queue": queue,
+        "cache": await services.cache.stats(),
+        "webhooks": await services.webhooks.outbox_counts(),
+    }

@@ -1,0 +1,120 @@
+"""Async jobs: submit one or many photos, follow progress (JSON or server-sent events), cancel,
+and download every result as one zip."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Path, UploadFile
+from fastapi.responses import FileResponse, StreamingResponse
+
+from gateway.api.deps import BaseUrl, PredictPrincipal, ServicesDep, read_upload
+from gateway.api.schemas import JobAccepted, JobStatus, error_responses, job_status
+from gateway.errors import GatewayError, PayloadTooLarge, Unprocessable
+from gateway.ids import safe_stem
+from gateway.service.inputs import check_image, check_params
+from mlsharp.errors import MLSharpError
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+JobId = Annotated[str, Path(max_length=64, description="Job id from POST /v1/jobs")]
+
+
+def _formats(values: list[str] | None, default: tuple[str, ...]) -> tuple[str, ...]:
+    """``format`` may repeat and each value may be a comma-separated list."""
+    names = [part.strip().lower() for value in values or [] for part in value.split(",") if part.strip()]
+    return tuple(dict.fromkeys(names)) or default
+
+
+@router.post(
+    "",
+    status_code=202,
+    response_model=JobAccepted,
+    responses=error_responses(400, 401, 403, 413, 415, 422, 429),
+    summary="Submit one or many photos as an async job",
+)
+async def submit_job(
+    services: ServicesDep,
+    principal: PredictPrincipal,
+    base_url: BaseUrl,
+    files: Annotated[list[UploadFile], File(description="One or more photos")],
+    format: Annotated[list[str] | None, Form(description="Formats, repeated or comma-separated")] = None,
+    focal_px: Annotated[float | None, Form()] = None,
+    focal_mm: Annotated[float | None, Form()] = None,
+) -> dict:
+    settings = services.settings
+    formats = _formats(format, settings.formats_default)
+    for fmt in formats:
+        check_params(fmt, focal_px, focal_mm, fmt)
+    if len(formats) > 8:
+        raise Unprocessable("At most 8 formats per job.")
+    if not files:
+        raise Unprocessable("Send at least one file in the 'files' field.")
+    if len(files) > settings.job_max_files:
+        raise PayloadTooLarge(f"At most {settings.job_max_files} files per job; got {len(files)}.")
+    uploads = []
+    for upload in files:
+        data = await read_upload(upload, settings.upload_max_bytes)
+        try:
+            await asyncio.to_thread(
+                check_image, data, max_bytes=settings.upload_max_bytes, max_pixels=settings.upload_max_pixels
+            )
+        except (MLSharpError, GatewayError) as error:
+            error.args = (f"{upload.filename or 'file'}: {error}",)  # say which file of the batch
+            raise
+        uploads.append((upload.filename or "image", safe_stem(upload.filename), data))
+    job_id = await services.jobs.submit(principal.name, uploads, formats, focal_px, focal_mm, base_url)
+    return {
+        "job_id": job_id,
+        "status_url": f"{base_url}/v1/jobs/{job_id}",
+        "events_url": f"{base_url}/v1/jobs/{job_id}/events",
+    }
+
+
+@router.get("/{job_id}", response_model=JobStatus, responses=error_responses(401, 403, 404))
+async def get_job(
+    job_id: JobId, services: ServicesDep, principal: PredictPrincipal, base_url: BaseUrl
+) -> JobStatus:
+    return job_status(await services.jobs.get(job_id, principal), base_url)
+
+
+@router.delete("/{job_id}", response_model=JobStatus, responses=error_responses(401, 403, 404))
+async def cancel_job(
+    job_id: JobId, services: ServicesDep, principal: PredictPrincipal, base_url: BaseUrl
+) -> JobStatus:
+    return job_status(await services.jobs.cancel(job_id, principal), base_url)
+
+
+@router.get(
+    "/{job_id}/events",
+    responses={200: {"content": {"text/event-stream": {}}}, **error_responses(401, 403, 404)},
+    response_class=StreamingResponse,
+)
+async def job_events(
+    job_id: JobId, services: ServicesDep, principal: PredictPrincipal, base_url: BaseUrl
+) -> StreamingResponse:
+    await services.jobs.get(job_id, principal)  # 404 before the stream starts
+
+    async def stream() -> AsyncIterator[str]:
+        async for job in services.jobs.watch(job_id, principal):
+            if job is None:
+                yield ": keep-alive\n\n"
+                continue
+            body = job_status(job, base_url).model_dump_json()
+            yield f"event: job\nid: {job['version']}\ndata: {body}\n\n"
+        yield f"event: end\ndata: {json.dumps({'job_id': job_id})}\n\n"
+
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)
+
+
+@router.get(
+    "/{job_id}/archive",
+    response_class=FileResponse,
+    responses={200: {"content": {"application/zip": {}}}, **error_responses(401, 403, 404, 409)},
+)
+async def job_archive(job_id: JobId, services: ServicesDep, principal: PredictPrincipal) -> FileResponse:
+    job_id, path = await services.jobs.archive(job_id, principal)
+    return FileResponse(path, media_type="application/zip", filename=f"mlsharp-{job_id[:12]}.zip")

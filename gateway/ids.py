@@ -1,0 +1,50 @@
+"""Unguessable ids and download paths that cannot leave the results directory.
+
+The seed used 8 hex characters (32 bits, enumerable). Ours carry 192 random bits, are validated
+by one regex before they touch the file system, and file names are a strict whitelist.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from pathlib import Path
+
+from gateway.errors import NotFound
+
+#: 24 random bytes -> 32 urlsafe base64 characters (>= 128 bits required)
+ID_BYTES = 24
+ID_PATTERN = r"^[A-Za-z0-9_-]{32}$"
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+_ID_RE = re.compile(ID_PATTERN)
+_NAME_RE = re.compile(NAME_PATTERN)
+
+
+def new_id() -> str:
+    return secrets.token_urlsafe(ID_BYTES)
+
+
+def is_valid_id(value: str) -> bool:
+    return bool(_ID_RE.fullmatch(value))
+
+
+def is_valid_name(value: str) -> bool:
+    return bool(_NAME_RE.fullmatch(value)) and ".." not in value
+
+
+def safe_stem(filename: str | None, fallback: str = "image") -> str:
+    """A file-system-safe stem from an uploaded file name (never trusted as a path)."""
+    stem = Path(str(filename or "").replace("\\", "/")).name.rsplit(".", 1)[0]
+    stem = re.sub(r"[^A-Za-z0-9_-]+", "_", stem).strip("_-")[:48]
+    return stem or fallback
+
+
+def resolve_download(results_dir: Path, task_id: str, name: str) -> Path:
+    """Path of a result file, or NotFound; ids and names are checked before any path is built."""
+    if not is_valid_id(task_id) or not is_valid_name(name):
+        raise NotFound("No such file.")
+    root = results_dir.resolve()
+    path = (root / task_id / name).resolve()
+    if not path.is_relative_to(root) or path.parent != root / task_id or not path.is_file():
+        raise NotFound("No such file.")
+    return path

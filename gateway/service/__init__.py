@@ -1,0 +1,1 @@
+"""Data plane: everything between the HTTP routes and the inference backend."""

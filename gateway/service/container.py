@@ -1,0 +1,110 @@
+"""All data-plane services of one app instance, built from settings and started together.
+
+Owned by the app (``app.state.services``), never module globals, so tests can run several
+gateways in one process, and a restart is simply a new container on the same folders.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+
+from gateway import __version__
+from gateway.backends import InferenceBackend, build_backend
+from gateway.service.auth import Authenticator, RateLimiter
+from gateway.service.cache import CacheStore, MemoryCache, RedisCache, ResultCache
+from gateway.service.db import Database
+from gateway.service.jobs import JobService
+from gateway.service.metrics import Metrics
+from gateway.service.predict import PredictService
+from gateway.service.storage import ResultStore
+from gateway.service.webhooks import WebhookService
+from gateway.settings import Settings
+
+log = logging.getLogger("gateway")
+
+
+def build_cache_store(settings: Settings) -> CacheStore | None:
+    if not settings.cache_enabled:
+        return None
+    if settings.redis_url is not None:
+        return RedisCache(
+            settings.redis_url.get_secret_value(),
+            settings.redis_prefix,
+            settings.cache_ttl_s,
+            settings.redis_timeout_s,
+            max_entry_bytes=settings.cache_max_bytes,
+        )
+    return MemoryCache(settings.cache_max_bytes, settings.cache_max_entries)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    backend: InferenceBackend
+    metrics: Metrics
+    db: Database
+    store: ResultStore
+    cache: ResultCache
+    webhooks: WebhookService
+    predict: PredictService
+    jobs: JobService
+    auth: Authenticator
+    limiter: RateLimiter
+    _sweeper: asyncio.Task[None] | None = field(default=None, repr=False)
+
+    @classmethod
+    def build(cls, settings: Settings, backend: InferenceBackend | None = None) -> Services:
+        backend = backend or build_backend(settings)
+        metrics = Metrics(__version__, backend.name, backend.model_id)
+        db = Database(settings.database_path)
+        store = ResultStore(settings.results_dir, db, settings.results_ttl_s)
+        cache = ResultCache(build_cache_store(settings), metrics, settings.cache_max_entries)
+        webhooks = WebhookService(db, settings, metrics)
+        predict = PredictService(backend, cache, store, webhooks, metrics)
+        return cls(
+            settings=settings,
+            backend=backend,
+            metrics=metrics,
+            db=db,
+            store=store,
+            cache=cache,
+            webhooks=webhooks,
+            predict=predict,
+            jobs=JobService(db, store, predict, webhooks, settings),
+            auth=Authenticator(settings),
+            limiter=RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst),
+        )
+
+    async def start(self) -> None:
+        self.settings.results_dir.mkdir(parents=True, exist_ok=True)
+        await self.db.open()
+        await self.backend.start()
+        await self.webhooks.start()
+        await self.jobs.start()
+        self._sweeper = asyncio.create_task(self._sweep_forever(), name="results-sweeper")
+        log.info(
+            "gateway started",
+            extra={"backend": self.backend.name, "results_dir": str(self.settings.results_dir)},
+        )
+
+    async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+        await self.jobs.close()
+        await self.webhooks.close()
+        await self.backend.close()
+        await self.cache.close()
+        await self.db.close()
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            try:
+                await self.store.sweep()
+            except Exception:
+                log.exception("sweeping expired results failed")
+            await asyncio.sleep(self.settings.sweep_interval_s)

@@ -1,0 +1,326 @@
+"""Async jobs: one or many images, persisted in SQLite, processed by background workers.
+
+Inputs are written to disk before the 202 is returned, so a restarted gateway resumes every
+queued or running job from its first unfinished file. Results expire ``results_ttl_s`` after the
+job ends. Cancelling stops the job between files and abandons the inference in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from gateway.errors import BackendUnavailable, Conflict, GatewayError, NotFound, Overloaded, RateLimited
+from gateway.formats import output_name
+from gateway.ids import is_valid_id, new_id
+from gateway.logs import request_id_var
+from gateway.service.auth import Principal
+from gateway.service.db import Database
+from gateway.service.inputs import PredictParams
+from gateway.service.predict import PredictService
+from gateway.service.storage import ResultStore
+from gateway.service.webhooks import WebhookService
+from gateway.settings import Settings
+from mlsharp.errors import MLSharpError
+
+log = logging.getLogger("gateway.jobs")
+
+ACTIVE = ("queued", "running")
+TERMINAL = ("completed", "partial", "failed", "cancelled")
+BACKEND_RETRIES = 8
+
+
+def input_name(idx: int) -> str:
+    return f"inputs/{idx}.bin"
+
+
+class JobService:
+    def __init__(
+        self,
+        db: Database,
+        store: ResultStore,
+        predict: PredictService,
+        webhooks: WebhookService,
+        settings: Settings,
+    ) -> None:
+        self.db = db
+        self.store = store
+        self.predict = predict
+        self.webhooks = webhooks
+        self.settings = settings
+        self._queue: asyncio.Queue[str] = asyncio.Queue()
+        self._changed = asyncio.Condition()
+        self._workers: list[asyncio.Task[None]] = []
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._cancel_requested: set[str] = set()
+        self.backend_retry_s = 5.0
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> int:
+        """Start workers and re-queue what a previous process left queued or running."""
+        rows = await self.db.fetch_all(
+            "SELECT job_id FROM jobs WHERE state IN ('queued', 'running') ORDER BY created_at"
+        )
+        for row in rows:
+            self._queue.put_nowait(row["job_id"])
+        self._workers = [
+            asyncio.create_task(self._work(), name=f"job-worker-{n}")
+            for n in range(self.settings.job_workers)
+        ]
+        if rows:
+            log.info("resuming jobs after restart", extra={"jobs": len(rows)})
+        return len(rows)
+
+    async def close(self) -> None:
+        for worker in self._workers:
+            worker.cancel()
+        for worker in self._workers:
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker
+
+    async def active_count(self) -> int:
+        row = await self.db.fetch_one("SELECT COUNT(*) AS n FROM jobs WHERE state IN ('queued', 'running')")
+        return int(row["n"]) if row else 0
+
+    # -- API operations ---------------------------------------------------------------------
+
+    async def submit(
+        self,
+        owner: str,
+        uploads: list[tuple[str, str, bytes]],
+        formats: tuple[str, ...],
+        focal_px: float | None,
+        focal_mm: float | None,
+        base_url: str,
+    ) -> str:
+        """Persist inputs and the job, then queue it; ``uploads`` are (filename, stem, bytes)."""
+        if await self.active_count() >= self.settings.job_max_queued:
+            raise Overloaded(
+                f"{self.settings.job_max_queued} jobs are already queued; retry later.",
+                retry_after_s=self.settings.retry_after_s,
+            )
+        job_id = new_id()
+        await self.store.write(job_id, {input_name(i): data for i, (_, _, data) in enumerate(uploads)})
+        now = time.time()
+        statements: list[tuple[str, tuple[Any, ...]]] = [
+            (
+                "INSERT INTO jobs (job_id, owner, state, formats, focal_px, focal_mm, created_at, "
+                "updated_at, base_url) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?)",
+                (job_id, owner, json.dumps(list(formats)), focal_px, focal_mm, now, now, base_url),
+            )
+        ]
+        statements += [
+            (
+                "INSERT INTO job_files (job_id, idx, filename, stem, state) VALUES (?, ?, ?, ?, 'pending')",
+                (job_id, idx, filename[:200], stem),
+            )
+            for idx, (filename, stem, _) in enumerate(uploads)
+        ]
+        await self.db.execute_many(statements)
+        self._queue.put_nowait(job_id)
+        log.info("job queued", extra={"job_id": job_id, "files": len(uploads), "formats": list(formats)})
+        return job_id
+
+    async def get(self, job_id: str, principal: Principal) -> dict[str, Any]:
+        """The job row plus its files, or NotFound (also for another owner's job)."""
+        job = (
+            await self.db.fetch_one("SELECT * FROM jobs WHERE job_id = ?", (job_id,))
+            if is_valid_id(job_id)
+            else None
+        )
+        if job is None or (job["owner"] != principal.name and "admin" not in principal.scopes):
+            raise NotFound("No such job.")
+        job["files"] = await self.db.fetch_all(
+            "SELECT * FROM job_files WHERE job_id = ? ORDER BY idx", (job_id,)
+        )
+        return job
+
+    async def cancel(self, job_id: str, principal: Principal) -> dict[str, Any]:
+        job = await self.get(job_id, principal)
+        if job["state"] in ACTIVE:
+            self._cancel_requested.add(job_id)
+            now = time.time()
+            await self.db.execute_many(
+                [
+                    (
+                        "UPDATE jobs SET state = 'cancelled', finished_at = ?, expires_at = ?, "
+                        "updated_at = ?, version = version + 1 WHERE job_id = ?",
+                        (now, now + self.settings.results_ttl_s, now, job_id),
+                    ),
+                    (
+                        "UPDATE job_files SET state = 'cancelled' "
+                        "WHERE job_id = ? AND state IN ('pending', 'running')",
+                        (job_id,),
+                    ),
+                ]
+            )
+            running = self._running.get(job_id)
+            if running is not None:
+                running.cancel()
+            await self._notify()
+            await self._announce(job_id, "cancelled", "cancelled by the client")
+            log.info("job cancelled", extra={"job_id": job_id})
+        return await self.get(job_id, principal)
+
+    async def archive(self, job_id: str, principal: Principal) -> tuple[str, Any]:
+        job = await self.get(job_id, principal)
+        if job["state"] not in TERMINAL:
+            raise Conflict("The job has not finished yet; the archive is built when it ends.")
+        members = [name for f in job["files"] for name in json.loads(f["outputs"]).values()]
+        if not members:
+            raise NotFound("The job produced no files.")
+        return job_id, await self.store.archive(job_id, members)
+
+    async def watch(self, job_id: str, principal: Principal, keepalive_s: float = 15.0) -> AsyncIterator[Any]:
+        """Yield the job each time it changes (None as a keep-alive) until it ends."""
+        seen = -1
+        while True:
+            job = await self.get(job_id, principal)
+            if job["version"] != seen:
+                seen = job["version"]
+                yield job
+            if job["state"] in TERMINAL:
+                return
+            async with self._changed:
+                try:
+                    await asyncio.wait_for(self._changed.wait(), timeout=keepalive_s)
+                except TimeoutError:
+                    yield None
+
+    # -- workers ----------------------------------------------------------------------------
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def _update(self, sql: str, params: tuple[Any, ...]) -> int:
+        changed = await self.db.execute(sql, params)
+        await self._notify()
+        return changed
+
+    async def _work(self) -> None:
+        while True:
+            job_id = await self._queue.get()
+            task = asyncio.create_task(self._process(job_id), name=f"job-{job_id[:8]}")
+            self._running[job_id] = task
+            try:
+                await task
+            except asyncio.CancelledError:
+                if job_id not in self._cancel_requested:
+                    raise  # the gateway is shutting down: the job stays queued/running in SQLite
+            except Exception:
+                log.exception("job crashed", extra={"job_id": job_id})
+                await self._finish(job_id, "failed", "internal error while processing the job")
+            finally:
+                self._running.pop(job_id, None)
+                self._cancel_requested.discard(job_id)
+
+    async def _process(self, job_id: str) -> None:
+        request_id_var.set(f"job:{job_id}")
+        job = await self.db.fetch_one("SELECT * FROM jobs WHERE job_id = ?", (job_id,))
+        if job is None or job["state"] not in ACTIVE:
+            return
+        await self._update(
+            "UPDATE jobs SET state = 'running', updated_at = ?, version = version + 1 WHERE job_id = ?",
+            (time.time(), job_id),
+        )
+        formats = tuple(json.loads(job["formats"]))
+        files = await self.db.fetch_all(
+            "SELECT idx, stem FROM job_files "
+            "WHERE job_id = ? AND state IN ('pending', 'running') ORDER BY idx",
+            (job_id,),
+        )
+        for file in files:
+            await self._process_file(job, file["idx"], file["stem"], formats)
+        states = [
+            row["state"]
+            for row in await self.db.fetch_all("SELECT state FROM job_files WHERE job_id = ?", (job_id,))
+        ]
+        final = (
+            "completed"
+            if all(s == "done" for s in states)
+            else "failed"
+            if "done" not in states
+            else "partial"
+        )
+        await self._finish(job_id, final, None if final != "failed" else "every file failed")
+
+    async def _process_file(self, job: dict[str, Any], idx: int, stem: str, formats: tuple[str, ...]) -> None:
+        job_id = job["job_id"]
+        await self._update(
+            "UPDATE job_files SET state = 'running' WHERE job_id = ? AND idx = ?", (job_id, idx)
+        )
+        image = await self.store.read(job_id, input_name(idx))
+        start = time.perf_counter()
+        outputs: dict[str, str] = {}
+        try:
+            for fmt in formats:
+                params = PredictParams(fmt, job["focal_px"], job["focal_mm"])
+                result = await self._infer_with_retry(image, params)
+                random_weights = bool(result.metadata.get("random_weights"))
+                name = output_name(fmt, stem=f"{idx:02d}_{stem}", random_weights=random_weights)
+                files = {name: result.scene}
+                if not outputs:
+                    files[f"{idx:02d}_{stem}.json"] = json.dumps(result.metadata, indent=2).encode()
+                await self.store.write(job_id, files)
+                outputs[fmt] = name
+        except (MLSharpError, GatewayError) as error:
+            await self._update(
+                "UPDATE job_files SET state = 'failed', error = ? WHERE job_id = ? AND idx = ?",
+                (str(error), job_id, idx),
+            )
+            return
+        if outputs:
+            outputs["metadata"] = f"{idx:02d}_{stem}.json"
+        await self._update(
+            "UPDATE job_files SET state = 'done', outputs = ?, processing_time = ? "
+            "WHERE job_id = ? AND idx = ?",
+            (json.dumps(outputs), round(time.perf_counter() - start, 3), job_id, idx),
+        )
+        await self._update(
+            "UPDATE jobs SET version = version + 1, updated_at = ? WHERE job_id = ?", (time.time(), job_id)
+        )
+
+    async def _infer_with_retry(self, image: bytes, params: PredictParams) -> Any:
+        """Jobs wait out a restarting backend instead of failing (bounded retries)."""
+        for attempt in range(BACKEND_RETRIES):
+            try:
+                return await self.predict.infer(image, params, wait=True)
+            except (BackendUnavailable, RateLimited):
+                if attempt == BACKEND_RETRIES - 1:
+                    raise
+                await asyncio.sleep(min(60.0, self.backend_retry_s * 2**attempt))
+        raise AssertionError("unreachable")
+
+    async def _finish(self, job_id: str, state: str, error: str | None) -> None:
+        now = time.time()
+        changed = await self._update(
+            "UPDATE jobs SET state = ?, error = ?, finished_at = ?, expires_at = ?, updated_at = ?, "
+            "version = version + 1 WHERE job_id = ? AND state IN ('queued', 'running')",
+            (state, error, now, now + self.settings.results_ttl_s, now, job_id),
+        )
+        if changed:
+            await self._announce(job_id, state, error)
+            log.info("job finished", extra={"job_id": job_id, "state": state})
+
+    async def _announce(self, job_id: str, state: str, error: str | None) -> None:
+        """The webhook event for a job that just ended (cancelled counts as failed)."""
+        job = await self.db.fetch_one(
+            "SELECT owner, created_at, base_url FROM jobs WHERE job_id = ?", (job_id,)
+        )
+        if job is None:
+            return
+        now = time.time()
+        payload: dict[str, Any] = {"task_id": job_id, "status": state, "timestamp": now}
+        if state in ("failed", "cancelled"):
+            await self.webhooks.emit(job["owner"], "task_failed", {**payload, "error": error or "failed"})
+        else:
+            url = f"{job['base_url'].rstrip('/')}/v1/jobs/{job_id}"
+            payload |= {"url": url, "processing_time": round(now - job["created_at"], 3)}
+            await self.webhooks.emit(job["owner"], "task_completed", payload)

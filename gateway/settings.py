@@ -1,0 +1,229 @@
+"""Gateway settings: one strict model, four layers of sources.
+
+Precedence (lowest first): built-in defaults < YAML/JSON file given with ``--config`` <
+``MLSHARP_*`` environment variables < command-line flags. Unknown keys and invalid values stop
+start-up with :class:`SettingsError`, whose message names the key, instead of being ignored the
+way the seed's ``--config`` silently fell back to defaults.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, InitSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
+
+ENV_PREFIX = "MLSHARP_"
+Scope = Literal["predict", "admin"]
+
+#: keys of the seed's config file that still mean something, mapped to ours
+SEED_KEY_ALIASES: dict[str, str] = {
+    "triton_grpc_url": "triton_url",
+    "max_file_size": "upload_max_bytes",
+    "output_dir": "results_dir",
+    "cors_origins": "cors_allow_origins",
+}
+
+
+class SettingsError(ValueError):
+    """A setting is unknown or invalid; the message names the key and says why."""
+
+
+class ApiKey(BaseModel):
+    """One API key, stored only as the hex SHA-256 of the key so a leaked config leaks no key."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    scopes: tuple[Scope, ...] = ("predict",)
+    #: requests per minute for this key; None uses ``rate_limit_per_minute``
+    rate_per_minute: float | None = Field(default=None, ge=0)
+
+
+class Settings(BaseSettings):
+    """Every knob of the gateway. Field names are the config-file keys and, upper-cased with the
+    ``MLSHARP_`` prefix, the environment variable names."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, extra="forbid", validate_default=True, case_sensitive=False
+    )
+
+    # server
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    root_path: str = ""
+    public_base_url: str | None = None
+
+    # inference backend
+    backend: Literal["local", "triton"] = "local"
+    triton_url: str = "127.0.0.1:8001"
+    triton_model: str = "mlsharp"
+    triton_model_id: str | None = None
+    triton_metrics_url: str | None = "http://127.0.0.1:8002/metrics"
+    triton_timeout_s: float = Field(default=600.0, gt=0)
+    triton_ready_timeout_s: float = Field(default=2.0, gt=0)
+    triton_max_message_bytes: int = Field(default=1 << 30, ge=4 << 20, le=(1 << 31) - 1)
+    local_preset: str = "full"
+    local_checkpoint: Path | None = None
+    local_random_weights: bool = False
+    local_device: str = "cpu"
+    local_download: bool = True
+
+    # admission control (TEI-style): in-flight inferences and how many may wait for a slot
+    max_in_flight: int = Field(default=1, ge=1, le=1024)
+    max_queue: int = Field(default=8, ge=0, le=100_000)
+    retry_after_s: int = Field(default=5, ge=1, le=3600)
+
+    # uploads
+    upload_max_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
+    upload_max_pixels: int = Field(default=50_000_000, ge=1)
+    job_max_files: int = Field(default=16, ge=1, le=1000)
+    job_max_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
+    formats_default: tuple[str, ...] = ("ply",)
+
+    # results and jobs
+    results_dir: Path = Path("var/results")
+    sqlite_path: Path | None = None
+    results_ttl_s: float = Field(default=24 * 3600.0, gt=0)
+    sweep_interval_s: float = Field(default=300.0, gt=0)
+    job_workers: int = Field(default=1, ge=1, le=64)
+    job_max_queued: int = Field(default=100, ge=1)
+
+    # cache
+    cache_enabled: bool = True
+    cache_max_bytes: int = Field(default=512 * 1024 * 1024, ge=0)
+    cache_max_entries: int = Field(default=100, ge=1)
+    cache_ttl_s: float = Field(default=24 * 3600.0, gt=0)
+    redis_url: SecretStr | None = None
+    redis_timeout_s: float = Field(default=1.0, gt=0)
+    redis_prefix: str = Field(default="mlsharp:v1:", pattern=r"^[A-Za-z0-9:_.-]{1,64}$")
+
+    # auth and rate limits
+    auth_enabled: bool = False
+    api_keys: tuple[ApiKey, ...] = ()
+    jwt_secret: SecretStr | None = None
+    jwt_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
+    jwt_audience: str | None = None
+    rate_limit_per_minute: float = Field(default=0.0, ge=0)
+    rate_limit_burst: int = Field(default=10, ge=1)
+
+    # webhooks
+    webhooks_enabled: bool = True
+    webhook_allow_hosts: tuple[str, ...] = ()
+    webhook_timeout_s: float = Field(default=10.0, gt=0)
+    webhook_max_attempts: int = Field(default=8, ge=1, le=100)
+    webhook_backoff_s: float = Field(default=2.0, gt=0)
+    webhook_backoff_max_s: float = Field(default=600.0, gt=0)
+
+    # logs and http
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_file: Path | None = None
+    log_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    log_backups: int = Field(default=5, ge=0, le=100)
+    cors_allow_origins: tuple[str, ...] = ()
+    docs_enabled: bool = True
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("formats_default")
+    @classmethod
+    def _known_formats(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        from gateway.formats import known_formats
+
+        unknown = [fmt for fmt in value if fmt not in known_formats()]
+        if unknown or not value:
+            raise ValueError(f"unknown output format(s) {unknown}; choose from {list(known_formats())}")
+        return value
+
+    @field_validator("webhook_allow_hosts")
+    @classmethod
+    def _valid_allow_entries(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        from gateway.service.ssrf import parse_allow_list
+
+        parse_allow_list(value)  # raises ValueError naming the bad entry
+        return value
+
+    @property
+    def database_path(self) -> Path:
+        """SQLite file; next to the results unless configured, so one volume holds both."""
+        return self.sqlite_path or self.results_dir / "gateway.sqlite3"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # init kwargs carry the CLI flags; the config file is layered in by load_settings().
+        return (init_settings, env_settings)
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Parse a YAML or JSON config file into a flat mapping of our keys (seed aliases applied)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise SettingsError(f"cannot read config file {path}: {error.strerror or error}") from None
+    try:
+        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as error:
+        raise SettingsError(f"config file {path} is not valid YAML/JSON: {error}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise SettingsError(f"config file {path} must hold a mapping of setting: value")
+    result: dict[str, Any] = {}
+    for key, value in data.items():
+        name = str(key).strip().lower().replace("-", "_")
+        if name == "no_cache":  # the seed's negative flag
+            result["cache_enabled"] = not bool(value)
+            continue
+        result[SEED_KEY_ALIASES.get(name, name)] = value
+    return result
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "(settings)"
+        env = ENV_PREFIX + re.sub(r"\..*", "", key).upper()
+        if item["type"] == "extra_forbidden":
+            lines.append(f"unknown setting {key!r} (no such key; env {env})")
+        else:
+            lines.append(f"invalid setting {key!r} (env {env}): {item['msg']}")
+    return "; ".join(lines)
+
+
+def load_settings(config_file: Path | None = None, overrides: dict[str, Any] | None = None) -> Settings:
+    """Build settings from all four layers; raise SettingsError naming the offending key."""
+    file_data = read_config_file(config_file) if config_file is not None else {}
+
+    class _Layered(Settings):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            return (init_settings, env_settings, InitSettingsSource(settings_cls, file_data))
+
+    try:
+        layered = _Layered(**(overrides or {}))
+        # Re-validate as the plain class so callers get a Settings, not a local subclass.
+        return Settings.model_validate(layered.model_dump())
+    except ValidationError as error:
+        raise SettingsError(_describe(error)) from None

@@ -1,0 +1,167 @@
+"""Helpers for the gateway tests: a fake backend, images, a webhook receiver, polling.
+
+The fake backend decodes with the core package (so bad images fail exactly as in production)
+but returns a tiny deterministic "scene" instead of running the network, which keeps the suite
+fast on two cores. Real-backend tests live in test_local_backend.py and test_triton.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import json
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+try:  # TEMPORARY until the core package's mlsharp.formats lands: the interface-doc values
+    import mlsharp.formats  # noqa: F401
+except ImportError:
+    import sys
+    import types
+    from dataclasses import dataclass
+
+    @dataclass(frozen=True)
+    class _Info:
+        extension: str
+        media_type: str
+
+    _stub = types.ModuleType("mlsharp.formats")
+    _stub.OUTPUT_FORMATS = ("ply", "ply-clean", "spz", "splat")  # type: ignore[attr-defined]
+    _stub.FORMAT_INFO = {  # type: ignore[attr-defined]
+        "ply": _Info(".ply", "application/octet-stream"),
+        "ply-clean": _Info(".clean.ply", "application/octet-stream"),
+        "spz": _Info(".spz", "application/octet-stream"),
+        "splat": _Info(".splat", "application/octet-stream"),
+    }
+    sys.modules["mlsharp.formats"] = _stub
+
+from PIL import Image
+
+from gateway.backends.base import Admission, InferenceResult, no_gpu
+from gateway.errors import BackendUnavailable
+
+
+class FakeBackend:
+    """Deterministic stand-in for SHARP: scene = header + sha256(image) + format."""
+
+    name = "fake"
+
+    def __init__(self, model_id: str = "fake-model-1", delay_s: float = 0.0, max_queue: int = 8) -> None:
+        self.model_id = model_id
+        self.delay_s = delay_s
+        self.is_ready = True
+        self.calls = 0
+        self.admission = Admission(1, max_queue, retry_after_s=3)
+        self.started = False
+
+    async def start(self) -> None:
+        self.started = True
+
+    async def close(self) -> None:
+        self.started = False
+
+    async def ready(self) -> bool:
+        return self.is_ready
+
+    def load(self) -> dict[str, int]:
+        return self.admission.load()
+
+    async def device_info(self) -> dict[str, Any]:
+        return no_gpu()
+
+    async def infer(
+        self,
+        image_bytes: bytes,
+        focal_px: float | None,
+        focal_mm: float | None,
+        fmt: str,
+        *,
+        wait: bool = False,
+    ) -> InferenceResult:
+        if not self.is_ready:
+            raise BackendUnavailable("fake backend is down")
+        async with self.admission.slot(wait=wait):
+            self.calls += 1
+            from mlsharp.imaging import decode_image
+
+            decoded = await asyncio.to_thread(
+                decode_image, image_bytes, max_pixels=50_000_000, focal_px=focal_px, focal_mm=focal_mm
+            )
+            if self.delay_s:
+                await asyncio.sleep(self.delay_s)
+        scene = b"FAKESCENE\n" + hashlib.sha256(image_bytes).hexdigest().encode() + b"\n" + fmt.encode()
+        metadata = {
+            "model_id": self.model_id,
+            "random_weights": False,
+            "width_px": decoded.width_px,
+            "height_px": decoded.height_px,
+            "focal_px": decoded.focal_px,
+        }
+        return InferenceResult(scene, metadata, {"decode": 0.001, "network": 0.002})
+
+
+def png_bytes(width: int = 32, height: int = 24, color: tuple[int, int, int] = (200, 30, 60)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), color).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def jpeg_bytes(width: int = 40, height: int = 30, color: tuple[int, int, int] = (10, 120, 240)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), color).save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def wait_for(predicate: Callable[[], Any], timeout_s: float = 10.0, interval_s: float = 0.02) -> Any:
+    """Poll until predicate() is truthy; returns its value or fails the test."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval_s)
+    raise AssertionError(f"condition not met within {timeout_s} s")
+
+
+class Receiver:
+    """A real HTTP server on 127.0.0.1 that records webhook deliveries; can fail the first N."""
+
+    def __init__(self, fail_first: int = 0) -> None:
+        self.fail_first = fail_first
+        self.requests: list[dict[str, Any]] = []
+        self.attempts = 0
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                body = self.rfile.read(length)
+                receiver.attempts += 1
+                status = 500 if receiver.attempts <= receiver.fail_first else 204
+                receiver.requests.append(
+                    {"headers": dict(self.headers), "body": body, "status": status, "time": time.time()}
+                )
+                self.send_response(status)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def delivered(self) -> list[dict[str, Any]]:
+        return [r for r in self.requests if r["status"] == 204]
+
+    def json_bodies(self) -> list[dict[str, Any]]:
+        return [json.loads(r["body"]) for r in self.delivered()]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
