@@ -13,6 +13,8 @@ if [ ! -f "$MARKER" ] || [ ! -d "$REPO" ]; then
 fi
 echo "triton-start: serving $REPO, exported as: $(tr -d '\n' < "$MARKER")"
 
+# SC2054: the commas below belong to --backend-config values, they do not separate elements.
+# shellcheck disable=SC2054
 args=(
   --model-repository="$REPO"
   --http-port=8000 --grpc-port=8001 --metrics-port=8002
