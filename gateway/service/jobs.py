@@ -55,6 +55,7 @@ class JobService:
         self.settings = settings
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._changed = asyncio.Condition()
+        self._tick = 0
         self._workers: list[asyncio.Task[None]] = []
         self._running: dict[str, asyncio.Task[None]] = {}
         self._cancel_requested: set[str] = set()
@@ -181,6 +182,7 @@ class JobService:
         """Yield the job each time it changes (None as a keep-alive) until it ends."""
         seen = -1
         while True:
+            tick = self._tick  # read before the row, so a change in between is never missed
             job = await self.get(job_id, principal)
             if job["version"] != seen:
                 seen = job["version"]
@@ -188,6 +190,8 @@ class JobService:
             if job["state"] in TERMINAL:
                 return
             async with self._changed:
+                if self._tick != tick:
+                    continue
                 try:
                     await asyncio.wait_for(self._changed.wait(), timeout=keepalive_s)
                 except TimeoutError:
@@ -197,6 +201,7 @@ class JobService:
 
     async def _notify(self) -> None:
         async with self._changed:
+            self._tick += 1
             self._changed.notify_all()
 
     async def _update(self, sql: str, params: tuple[Any, ...]) -> int:
