@@ -117,16 +117,51 @@ async function fetchBytes(url) {
   return (await apiFetch(url, { headers: { Accept: "*/*" } })).arrayBuffer();
 }
 
-// Words a person understands: a short phrase for the kind of problem plus the server's own message.
+// Words a person understands: what kind of problem it is, then the server's own message.
+const NOT_IMAGE = /not (?:a |an )?(?:readable |supported |valid )?image|not an image|corrupt|truncated|cannot (?:identify|decode)|no pixels|unsupported image/i;
+const TOO_LARGE = /too large|too big|exceeds the limit|the limit is|more pixels than/i;
+
+function megabytes(bytes) {
+  const mb = bytes / (1024 * 1024);
+  return `${mb >= 10 ? Math.round(mb) : Math.round(mb * 10) / 10} MB`;
+}
+
+function problemPhrase(status, message) {
+  const text = message || "";
+  if (status === 415 || (status === 400 && NOT_IMAGE.test(text)) || (!status && NOT_IMAGE.test(text))) {
+    return t("err.not_image");
+  }
+  if (status === 413 || (!status && TOO_LARGE.test(text))) {
+    const limit = /limit (?:is|of) ([\d,]+) bytes/i.exec(text);
+    if (limit) return t("err.too_large.max", { max: megabytes(Number(limit[1].replace(/,/g, ""))) });
+    const files = /at most (\d+) files/i.exec(text);
+    if (files) return t("err.too_many", { count: files[1] });
+    return t("err.413");
+  }
+  if (!status) return "";
+  const key = `err.${status}`;
+  const phrase = t(key);
+  if (phrase !== key) return phrase;
+  return status >= 500 ? t("err.5xx") : t("err.other");
+}
+
+function joinPhrase(phrase, message) {
+  if (!message) return phrase ? `${phrase}.` : "";
+  if (!phrase) return message;
+  return `${phrase}. ${message}`;
+}
+
 function describeError(err) {
-  if (!(err instanceof ApiError)) return t("err.other") + (err && err.message ? `: ${err.message}` : "");
+  if (!(err instanceof ApiError)) return joinPhrase(t("err.other"), err && err.message ? err.message : "");
   if (err.code === "network" || err.status === 0) return t("err.network");
-  const key = `err.${err.status}`;
-  let phrase = t(key);
-  if (phrase === key) phrase = err.status >= 500 ? t("err.5xx") : t("err.other");
-  let text = err.message ? `${phrase}: ${err.message}` : `${phrase}.`;
+  let text = joinPhrase(problemPhrase(err.status, err.message), err.message);
   if (err.retryAfter) text += ` ${t("err.retry", { seconds: err.retryAfter })}`;
   return text;
+}
+
+// A per-file error inside a job (a string from the server).
+function describeFileError(message) {
+  return joinPhrase(problemPhrase(0, message), message);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -470,7 +505,7 @@ async function submitJob(event) {
     state.files = [];
     renderFileList();
     state.userPicked = false;
-    const view = openJob(id, { statusUrl: body.status_url, names });
+    const view = openJob(id, { statusUrl: body.status_url, eventsUrl: body.events_url, names });
     view.article.scrollIntoView({ block: "nearest" });
   } catch (err) {
     showFormError(describeError(err));
@@ -484,10 +519,11 @@ async function submitJob(event) {
 // One job on the page
 
 class JobView {
-  constructor(id, { statusUrl, names = [] } = {}) {
+  constructor(id, { statusUrl, eventsUrl, names = [] } = {}) {
     this.id = id;
-    this.statusUrl = safeUrl(statusUrl) && sameOrigin(statusUrl) ? statusUrl : `${API}/jobs/${encodeURIComponent(id)}`;
-    this.eventsUrl = `${API}/jobs/${encodeURIComponent(id)}/events`;
+    const own = (url, fallback) => (safeUrl(url) && sameOrigin(url) ? url : fallback);
+    this.statusUrl = own(statusUrl, `${API}/jobs/${encodeURIComponent(id)}`);
+    this.eventsUrl = own(eventsUrl, `${API}/jobs/${encodeURIComponent(id)}/events`);
     this.names = names;
     this.job = null;
     this.stream = null;
@@ -678,7 +714,11 @@ class JobView {
     const done = file.state === "succeeded";
     view.status.textContent =
       t(`state.${file.state}`) + (percent != null && !TERMINAL.has(file.state) ? ` ${percent}%` : "");
-    view.bar.value = done ? 100 : percent ?? 0;
+    // The API reports states per file, not fractions: a running file gets a moving (indeterminate) bar.
+    if (done) view.bar.value = 100;
+    else if (percent != null && percent > 0) view.bar.value = percent;
+    else if (file.state === "running") view.bar.removeAttribute("value");
+    else view.bar.value = 0;
     view.bar.hidden = TERMINAL.has(file.state);
     view.bar.setAttribute("aria-label", file.name);
     view.error.textContent = file.error ? describeFileError(file.error) : "";
@@ -721,16 +761,6 @@ class JobView {
     $("jobs-empty").hidden = state.jobs.size > 0;
     $("submit").focus();
   }
-}
-
-// A per-file error from the job: the server's message, with the kind of problem when it is plain.
-function describeFileError(message) {
-  const lower = message.toLowerCase();
-  if (lower.includes("too large") || lower.includes("too big")) return `${t("err.413")}: ${message}`;
-  if (lower.includes("not an image") || lower.includes("cannot identify") || lower.includes("unsupported image")) {
-    return `${t("err.415")}: ${message}`;
-  }
-  return message;
 }
 
 function fileNameFor(url, fallback) {

@@ -96,36 +96,40 @@ class StubJob:
     duration_s: float = 1.5
 
     def snapshot(self, base: str) -> dict:
+        """The gateway's JobStatus shape (gateway/api/schemas.py), file states included."""
         elapsed = time.monotonic() - self.created
         files = []
         for i, name in enumerate(self.names):
-            progress = min(1.0, max(0.0, (elapsed - 0.3 * i) / self.duration_s))
+            started = elapsed - 0.3 * i
             if i in self.errors:
-                state, progress = "failed", 1.0
+                state = "failed"
             else:
-                state = "succeeded" if progress >= 1 else ("running" if progress > 0 else "queued")
-            entry = {"index": i, "filename": name, "state": state, "progress": progress, "error": None}
-            if i in self.errors:
-                entry["error"] = {"error": "invalid_image", "message": self.errors[i]}
-            if state == "succeeded":
-                prefix = f"{base}/v1/jobs/{self.job_id}/files/{i}"
-                entry["downloads"] = {fmt: f"{prefix}/output.{fmt}" for fmt in self.formats}
-                entry["downloads"]["metadata"] = f"{prefix}/metadata.json"
+                state = "done" if started >= self.duration_s else ("running" if started > 0 else "pending")
+            entry = {"index": i, "filename": name, "state": state, "error": self.errors.get(i),
+                     "processing_time": None, "downloads": {}}
+            if state == "done":
+                prefix = f"{base}/files/{self.job_id}/{i:02d}_photo"
+                entry["downloads"] = {fmt: f"{prefix}.{fmt}" for fmt in self.formats}
+                entry["downloads"]["metadata"] = f"{prefix}.json"
             files.append(entry)
-        states = {f["state"] for f in files}
-        if states <= {"succeeded"}:
-            job_state = "succeeded"
-        elif states <= {"succeeded", "failed"}:
-            job_state = "failed" if states == {"failed"} else "partial"
-        else:
+        states = [f["state"] for f in files]
+        finished = sum(s in ("done", "failed") for s in states)
+        if finished < len(states):
             job_state = "running"
-        done = sum(f["progress"] for f in files) / max(1, len(files))
+        elif all(s == "done" for s in states):
+            job_state = "completed"
+        else:
+            job_state = "failed" if "done" not in states else "partial"
         return {
             "job_id": self.job_id,
             "state": job_state,
-            "progress": done,
+            "progress": finished / len(states),
             "files": files,
+            "error": None,
+            "formats": self.formats,
             "status_url": f"{base}/v1/jobs/{self.job_id}",
+            "events_url": f"{base}/v1/jobs/{self.job_id}/events",
+            "archive_url": f"{base}/v1/jobs/{self.job_id}/archive" if job_state != "running" else None,
         }
 
 
@@ -155,14 +159,16 @@ def create_stub_app() -> FastAPI:
             try:
                 Image.open(io.BytesIO(data)).verify()
             except (UnidentifiedImageError, OSError, SyntaxError):
-                errors[i] = f"{upload.filename}: not an image (JPEG, PNG, WebP, HEIC, TIFF or BMP expected)."
-        if len(uploads) == 1 and errors:
-            return error(415, "invalid_image", errors[0], "/v1/jobs")
+                errors[i] = f"{upload.filename}: The upload is not a readable image (truncated or corrupt header)."
+        if errors:  # like the gateway: one unreadable upload refuses the whole job
+            first = min(errors)
+            return error(400, "Bad Request", errors[first], "/v1/jobs")
         formats = [f for f in str(form.get("format") or "ply").split(",") if f]
         job = StubJob(secrets.token_urlsafe(16), names, formats, errors=errors)
         with lock:
             jobs[job.job_id] = job
-        return JSONResponse({"job_id": job.job_id, "status_url": f"/v1/jobs/{job.job_id}"}, status_code=202)
+        urls = {"status_url": f"/v1/jobs/{job.job_id}", "events_url": f"/v1/jobs/{job.job_id}/events"}
+        return JSONResponse({"job_id": job.job_id, **urls}, status_code=202)
 
     @app.get("/v1/jobs/{job_id}")
     def status(job_id: str):
@@ -181,19 +187,20 @@ def create_stub_app() -> FastAPI:
             while True:
                 snap = job.snapshot("")
                 yield f"event: job\ndata: {json.dumps(snap)}\n\n"
-                if snap["state"] in ("succeeded", "failed", "partial"):
+                if snap["state"] in ("completed", "failed", "partial", "cancelled"):
+                    yield f"event: end\ndata: {json.dumps({'job_id': job_id})}\n\n"
                     return
                 await asyncio.sleep(0.3)
 
         return StreamingResponse(stream(), media_type="text/event-stream")
 
-    @app.get("/v1/jobs/{job_id}/files/{index}/{name}")
-    def download(job_id: str, index: int, name: str):
+    @app.get("/files/{job_id}/{name}")
+    def download(job_id: str, name: str):
         if job_id not in jobs:
-            return error(404, "not_found", "No such job.", "/v1/jobs")
-        if name == "metadata.json":
+            return error(404, "Not Found", "No such job.", f"/files/{job_id}/{name}")
+        if name.endswith(".json"):
             return Response(meta, media_type="application/json")
-        if name == "output.spz":
+        if name.endswith(".spz"):
             return Response(spz, media_type="application/octet-stream")
         return Response(b"stub " + name.encode(), media_type="application/octet-stream")
 
