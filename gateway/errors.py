@@ -7,6 +7,7 @@ Anything not in the table is a server fault (500) whose text never reaches the c
 from __future__ import annotations
 
 import logging
+import math
 from datetime import UTC, datetime
 from typing import Any
 
@@ -76,7 +77,7 @@ class RateLimited(GatewayError):
     code = "rate_limited"
 
     def __init__(self, message: str, *, retry_after_s: float) -> None:
-        super().__init__(message, headers={"Retry-After": str(max(1, round(retry_after_s + 0.5)))})
+        super().__init__(message, headers={"Retry-After": str(max(1, math.ceil(retry_after_s)))})
 
 
 class Overloaded(RateLimited):

@@ -1,0 +1,205 @@
+"""Unit tests: ids and download paths, the error table, cache keys and bounds, admission."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+
+import pytest
+
+from gateway.backends.base import Admission
+from gateway.errors import (
+    BackendUnavailable,
+    Conflict,
+    Forbidden,
+    NotFound,
+    Overloaded,
+    PayloadTooLarge,
+    RateLimited,
+    Unauthorized,
+    UnsupportedMediaType,
+    error_body,
+    status_for,
+)
+from gateway.ids import new_id, resolve_download, safe_stem
+from gateway.service.cache import CachedScene, MemoryCache, ResultCache, cache_key
+from gateway.service.metrics import Metrics
+from mlsharp.errors import CheckpointError, ImageTooLargeError, InvalidImageError, InvalidParameterError
+
+
+def test_ids_are_long_random_and_urlsafe() -> None:
+    ids = {new_id() for _ in range(1000)}
+    assert len(ids) == 1000
+    for value in ids:
+        assert re.fullmatch(r"[A-Za-z0-9_-]{32}", value)
+    assert 32 * 6 >= 128  # 32 base64 characters carry 192 bits
+
+
+def test_downloads_cannot_escape(tmp_path: Path) -> None:
+    task = new_id()
+    (tmp_path / task).mkdir()
+    (tmp_path / task / "output.ply").write_bytes(b"x")
+    (tmp_path / task / "inputs").mkdir()
+    (tmp_path / task / "inputs" / "0.bin").write_bytes(b"secret")
+    (tmp_path / "outside.txt").write_text("no")
+    assert resolve_download(tmp_path, task, "output.ply") == (tmp_path / task / "output.ply").resolve()
+    for task_id, name in [
+        (task, "../outside.txt"),
+        (task, ".."),
+        (task, "inputs"),
+        (task, "inputs/0.bin"),
+        (task, ".hidden"),
+        (task, "missing.ply"),
+        ("..", "outside.txt"),
+        ("abc", "output.ply"),
+        (task[:-1] + "/", "output.ply"),
+        (new_id(), "output.ply"),
+    ]:
+        with pytest.raises(NotFound):
+            resolve_download(tmp_path, task_id, name)
+    link = tmp_path / task / "link.ply"
+    link.symlink_to(tmp_path / "outside.txt")
+    with pytest.raises(NotFound):
+        resolve_download(tmp_path, task, "link.ply")
+
+
+@pytest.mark.parametrize(
+    ("filename", "stem"),
+    [
+        ("photo.jpg", "photo"),
+        ("../../etc/passwd", "passwd"),
+        ("C:\\x\\my pic.HEIC", "my_pic"),
+        ("", "image"),
+        (None, "image"),
+        ("....", "image"),
+    ],
+)
+def test_safe_stem(filename, stem: str) -> None:
+    assert safe_stem(filename) == stem
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        (InvalidImageError("x"), 400),
+        (ImageTooLargeError("x"), 413),
+        (InvalidParameterError("x"), 422),
+        (CheckpointError("x"), 503),
+        (Unauthorized("x"), 401),
+        (Forbidden("x"), 403),
+        (NotFound("x"), 404),
+        (Conflict("x"), 409),
+        (PayloadTooLarge("x"), 413),
+        (UnsupportedMediaType("x"), 415),
+        (RateLimited("x", retry_after_s=2), 429),
+        (Overloaded("x", retry_after_s=2), 429),
+        (BackendUnavailable("x"), 503),
+        (RuntimeError("boom"), 500),
+    ],
+)
+def test_status_table(error: Exception, status: int) -> None:
+    assert status_for(error) == status
+
+
+def test_error_body_shape() -> None:
+    body = error_body(413, "too big", "/v1/predict")
+    assert set(body) == {"error", "message", "status_code", "path", "timestamp"}
+    assert (body["error"], body["status_code"], body["path"]) == ("Payload Too Large", 413, "/v1/predict")
+    assert Overloaded("busy", retry_after_s=4.2).headers == {"Retry-After": "5"}
+
+
+def test_cache_key_covers_every_input() -> None:
+    base = cache_key("a" * 64, None, None, "model-1", "ply")
+    variants = [
+        cache_key("b" * 64, None, None, "model-1", "ply"),
+        cache_key("a" * 64, 1000.0, None, "model-1", "ply"),
+        cache_key("a" * 64, None, 1000.0, "model-1", "ply"),
+        cache_key("a" * 64, None, None, "model-2", "ply"),
+        cache_key("a" * 64, None, None, "model-1", "spz"),
+    ]
+    assert len({base, *variants}) == 6
+    assert base == cache_key("a" * 64, None, None, "model-1", "ply")
+    assert re.fullmatch(r"[0-9a-f]{64}", base)
+
+
+def test_memory_cache_is_bounded_in_bytes_and_entries() -> None:
+    async def scenario() -> None:
+        cache = MemoryCache(max_bytes=1000, max_entries=3)
+        for i in range(5):
+            await cache.set(f"k{i}", CachedScene(bytes(300), {"i": i}))
+        assert cache.bytes <= 1000
+        assert (await cache.size(), cache.bytes) == (3, 3 * (300 + len(b'{"i": 0}')))
+        assert await cache.get("k0") is None and await cache.get("k1") is None
+        hit = await cache.get("k4")
+        assert hit is not None and hit.metadata == {"i": 4} and hit.scene == bytes(300)
+        await cache.set("huge", CachedScene(bytes(5000), {}))
+        assert await cache.get("huge") is None  # larger than the whole cache: skipped
+        await cache.get("k2")  # k2 becomes most recent, so k3 is evicted next
+        await cache.set("k5", CachedScene(bytes(300), {}))
+        assert await cache.get("k2") is not None and await cache.get("k3") is None
+        assert await cache.clear() == 3 and cache.bytes == 0
+
+    asyncio.run(scenario())
+
+
+class _Broken:
+    kind = "redis"
+
+    async def get(self, key):
+        raise ConnectionError("redis down")
+
+    async def set(self, key, value):
+        raise ConnectionError("redis down")
+
+    async def clear(self):
+        raise ConnectionError("redis down")
+
+    async def size(self):
+        raise ConnectionError("redis down")
+
+    async def close(self):
+        pass
+
+
+def test_store_failures_are_misses_with_a_metric(caplog: pytest.LogCaptureFixture) -> None:
+    metrics = Metrics("t", "fake", "m")
+    cache = ResultCache(_Broken(), metrics, max_size=10)
+
+    async def scenario() -> dict:
+        assert await cache.get("k") is None
+        await cache.set("k", CachedScene(b"x", {}))
+        assert await cache.clear() == 0
+        return await cache.stats()
+
+    stats = asyncio.run(scenario())
+    assert (stats["misses"], stats["errors"], stats["size"]) == (1, 4, None)
+    assert metrics.registry.get_sample_value("cache_redis_errors_total") == 4.0
+    assert "cache read failed, serving without cache: redis down" in caplog.text
+
+
+def test_admission_refuses_when_slots_and_queue_are_full() -> None:
+    async def scenario() -> list[str]:
+        admission = Admission(max_in_flight=1, max_queue=1, retry_after_s=7)
+        release = asyncio.Event()
+        outcomes: list[str] = []
+
+        async def request(wait: bool = False) -> None:
+            try:
+                async with admission.slot(wait=wait):
+                    await release.wait()
+                outcomes.append("ok")
+            except Overloaded as error:
+                outcomes.append(f"429 retry {error.headers['Retry-After']}")
+
+        tasks = [asyncio.create_task(request()) for _ in range(2)]
+        await asyncio.sleep(0.01)
+        assert admission.load() == {"in_flight": 1, "waiting": 1, "max_in_flight": 1, "max_queue": 1}
+        await request()  # third: refused at once
+        jobs = asyncio.create_task(request(wait=True))  # jobs wait regardless of the queue bound
+        await asyncio.sleep(0.01)
+        release.set()
+        await asyncio.gather(*tasks, jobs)
+        return outcomes
+
+    assert asyncio.run(scenario()) == ["429 retry 7", "ok", "ok", "ok"]
