@@ -150,7 +150,9 @@ def create_router(static_dir: Path = STATIC_DIR, node_modules: Path = NODE_MODUL
                 status_code=503,
                 detail="The viewer's modules are not installed: run `npm ci` in web/ and restart.",
             )
-        media_type = "text/plain; charset=utf-8" if path.endswith("LICENSE") else "text/javascript; charset=utf-8"
+        media_type = (
+            "text/plain; charset=utf-8" if path.endswith("LICENSE") else "text/javascript; charset=utf-8"
+        )
         # Versions are pinned by web/package-lock.json; revalidate cheaply with the ETag.
         return FileResponse(
             file, media_type=media_type, headers={**security_headers, "Cache-Control": "no-cache"}

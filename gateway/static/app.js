@@ -381,7 +381,8 @@ function renderFileList() {
       ),
     ),
   );
-  $("file-count").textContent = state.files.length ? t("upload.count", { count: state.files.length }) : t("upload.none");
+  const count = state.files.length;
+  $("file-count").textContent = count ? t(count === 1 ? "upload.count.one" : "upload.count", { count }) : t("upload.none");
   $("clear-files").hidden = state.files.length === 0;
 }
 
@@ -911,7 +912,7 @@ function renderHistory() {
           el("span", { className: "history-names", text: summary || item.id.slice(0, 8), title: names.join("\n") }),
           el("span", {
             className: "hint",
-            text: `${Number.isNaN(created.getTime()) ? "" : dateFormat.format(created)} · ${t("history.files", {
+            text: `${Number.isNaN(created.getTime()) ? "" : dateFormat.format(created)} · ${t(names.length === 1 ? "history.files.one" : "history.files", {
               count: names.length,
             })}`,
           }),

@@ -53,7 +53,9 @@ def browser():
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        pytest.fail("the `playwright` Python package is missing (pip install playwright; no browser download)")
+        pytest.fail(
+            "the `playwright` Python package is missing (pip install playwright; no browser download)"
+        )
     with sync_playwright() as p:
         chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
         try:
@@ -105,11 +107,85 @@ class ThreadedServer:
         self.thread.join(timeout=15)
 
 
-@pytest.fixture
-def stub_server() -> Iterator[ThreadedServer]:
-    from web_stub_server import create_stub_app
+def _wait_ready(url: str, timeout_s: float) -> None:
+    """Wait until /v1/health says the backend is ready (the local model loads in the background)."""
+    import httpx
 
-    server = ThreadedServer(create_stub_app())
+    deadline = time.monotonic() + timeout_s
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = httpx.get(f"{url}/v1/health", timeout=5).json()
+            if last.get("backend_ready"):
+                return
+        except (httpx.HTTPError, ValueError) as error:
+            last = error
+        time.sleep(0.25)
+    raise RuntimeError(f"gateway backend not ready after {timeout_s} s: {last}")
+
+
+def _local_backend(tmp_path: Path) -> tuple[dict, object | None]:
+    """The gateway's in-process LocalBackend on the `test` preset with random weights."""
+    return {
+        "backend": "local",
+        "local_preset": "test",
+        "local_random_weights": True,
+        "local_download": False,
+    }, None
+
+
+def _known_scene_backend(tmp_path: Path) -> tuple[dict, object | None]:
+    from web_scene_backend import KnownSceneBackend
+
+    return {}, KnownSceneBackend()
+
+
+# Backends the page is tested against: name -> (settings overrides, backend object or None).
+# A real-Triton entry ("triton": backend="triton", triton_url=... of a tritonserver started by a
+# fixture) joins GATEWAY_BACKENDS when the Triton test harness is wired in.
+BACKEND_FACTORIES = {"local": _local_backend, "known-scene": _known_scene_backend}
+GATEWAY_BACKENDS = [
+    name for name in os.environ.get("MLSHARP_WEB_TEST_BACKENDS", "local").split(",") if name.strip()
+]
+
+
+def start_gateway(tmp_path: Path, backend: str, **overrides) -> ThreadedServer:
+    """The real gateway (gateway.app.create_app) on a free port, with the named backend."""
+    from gateway.app import create_app
+    from gateway.settings import Settings
+
+    backend_settings, backend_object = BACKEND_FACTORIES[backend](tmp_path)
+    values = {
+        "results_dir": tmp_path / "results",
+        "job_max_files": 8,
+        "webhooks_enabled": False,
+        **backend_settings,
+        **overrides,
+    }
+    app = create_app(Settings.model_validate(values), backend=backend_object)
+    server = ThreadedServer(app)
+    try:
+        _wait_ready(server.url, timeout_s=120)
+    except Exception:
+        server.stop()
+        raise
+    return server
+
+
+@pytest.fixture(params=GATEWAY_BACKENDS)
+def gateway_server(request, tmp_path) -> Iterator[ThreadedServer]:
+    """The gateway with each backend in GATEWAY_BACKENDS (the backend is the parameter)."""
+    _require_browser()
+    server = start_gateway(tmp_path, request.param)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def known_scene_gateway(tmp_path) -> Iterator[ThreadedServer]:
+    """The gateway with a backend that answers every photo with the same known scene."""
+    _require_browser()
+    server = start_gateway(tmp_path, "known-scene")
     yield server
     server.stop()
 

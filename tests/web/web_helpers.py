@@ -6,7 +6,6 @@ import io
 import math
 
 import numpy as np
-
 from PIL import Image, ImageDraw, ImageFilter
 
 # The viewer's clear colour (gateway/static/viewer.js BACKGROUND = 0x14181f).
@@ -31,13 +30,24 @@ def photo_like_jpeg(width: int = 640, height: int = 480, *, seed: int = 7) -> by
     draw = ImageDraw.Draw(img)
     draw.ellipse((width * 0.72, height * 0.08, width * 0.86, height * 0.27), fill=(255, 236, 150))
     draw.polygon(
-        [(0, horizon), (width * 0.25, horizon * 0.62), (width * 0.5, horizon), (width * 0.8, horizon * 0.7), (width, horizon)],
+        [
+            (0, horizon),
+            (width * 0.25, horizon * 0.62),
+            (width * 0.5, horizon),
+            (width * 0.8, horizon * 0.7),
+            (width, horizon),
+        ],
         fill=(70, 110, 80),
     )
     hx, hy = int(width * 0.18), int(height * 0.6)
     draw.rectangle((hx, hy, hx + width * 0.2, hy + height * 0.22), fill=(200, 170, 130), outline=(90, 60, 40))
-    draw.polygon([(hx - 10, hy), (hx + width * 0.1, hy - height * 0.12), (hx + width * 0.2 + 10, hy)], fill=(150, 40, 35))
-    draw.rectangle((hx + width * 0.08, hy + height * 0.1, hx + width * 0.12, hy + height * 0.22), fill=(80, 50, 30))
+    draw.polygon(
+        [(hx - 10, hy), (hx + width * 0.1, hy - height * 0.12), (hx + width * 0.2 + 10, hy)],
+        fill=(150, 40, 35),
+    )
+    draw.rectangle(
+        (hx + width * 0.08, hy + height * 0.1, hx + width * 0.12, hy + height * 0.22), fill=(80, 50, 30)
+    )
     tx, ty = int(width * 0.68), int(height * 0.62)
     draw.rectangle((tx, ty, tx + 14, ty + height * 0.2), fill=(100, 70, 40))
     draw.ellipse((tx - 45, ty - 80, tx + 60, ty + 30), fill=(40, 120, 50))

@@ -1,4 +1,4 @@
-"""The page against a stand-in jobs API whose scene is known (see web_stub_server.py).
+"""The page against a stand-in jobs API whose scene is known (see web_known_scene_gateway.py).
 
 Checks what random-weight output cannot show: the viewer turns SHARP's OpenCV frame upright and
 unmirrored and starts at the photo's viewpoint with the photo's field of view; reset view returns
@@ -39,9 +39,9 @@ def _is(colour, *, red=None, green=None, blue=None) -> bool:
     return all(want is None or (have > 150 if want else have < 110) for want, have in checks.values())
 
 
-def test_viewer_orientation_fov_reset_and_safety(page, stub_server, tmp_path):
-    foreign = _guard_origin(page, stub_server.url)
-    page.goto(stub_server.url + "/")
+def test_viewer_orientation_fov_reset_and_safety(page, known_scene_gateway, tmp_path):
+    foreign = _guard_origin(page, known_scene_gateway.url)
+    page.goto(known_scene_gateway.url + "/")
     page.wait_for_selector("body[data-ready=true]")
 
     # Keyboard: the first tab stops are the language toggle, then the file chooser (a real button).
