@@ -486,7 +486,7 @@ def main(argv: list[str] | None = None) -> int:
     print("Steady state (M/M/c, Erlang C):")
     for label, s in (("base rate", base), ("burst peak", peak)):
         print(
-            f"  {label:10s}: offered load {s['offered_load_erlangs']:.2f}; GPUs at <= "
+            f"  {label:10s}: offered load {s['offered_load_erlangs']:.2f}; instances at <= "
             f"{100 * cfg.max_utilization:g} % utilisation: {s['gpus_for_utilization_cap']}; "
             f"for the p95 target: {s['gpus_for_p95_slo']}"
         )
@@ -499,16 +499,20 @@ def main(argv: list[str] | None = None) -> int:
     verdict = "MET" if res.meets_targets else "MISSED"
     print(
         f"  replicas mean {res.mean_replicas:.2f}, peak {res.peak_replicas}, {res.scale_events} scale "
-        f"events, {res.gpu_hours:.2f} GPU-hours; targets {verdict}"
+        f"events, {res.gpu_hours:.2f} instance-hours; targets {verdict}"
     )
     if args.search:
         if found is None or found_res is None:
-            print("  search: no warm pool up to 256 GPUs meets the targets (raise throughput or relax them)")
+            print(
+                "  search: no warm pool up to 256 instances meets the targets"
+                " (raise throughput or relax them)"
+            )
         else:
             print(
-                f"  search: GPUs needed: minReplicas {found.min_replicas} (warm), maxReplicas "
+                f"  search: instances (GPUs) needed: minReplicas {found.min_replicas} (warm), maxReplicas "
                 f"{found.max_replicas}; p95 {found_res.p95_s:.2f} s, {100 * found_res.reject_fraction:.2f} % "
-                f"rejected, mean {found_res.mean_replicas:.2f} replicas ({found_res.gpu_hours:.1f} GPU-hours)"
+                f"rejected, mean {found_res.mean_replicas:.2f} replicas "
+                f"({found_res.gpu_hours:.1f} instance-hours)"
             )
     if args.timeline:
         print("  t(s)  rate  replicas  ready  queue")

@@ -253,13 +253,16 @@ def image_pinned(ref: str) -> str | None:
 
 
 def check_compose_shape(tools: Tools) -> str:
-    cfg = compose_config(tools, str(ENV_EXAMPLE), profiles=["gpu-metrics"])
-    s, errors = cfg["services"], []
-    for name, svc in s.items():
-        if "image" not in svc:
-            errors.append(f"{name}: no image name")
-        elif reason := image_pinned(svc["image"]):
-            errors.append(f"{name}: image not pinned ({reason})")
+    errors = []
+    # Images must be pinned both with .env.example's values and with the compose defaults alone.
+    for env_file in (str(ENV_EXAMPLE), os.devnull):
+        cfg = compose_config(tools, env_file, profiles=["gpu-metrics"])
+        for name, svc in cfg["services"].items():
+            if "image" not in svc:
+                errors.append(f"{name}: no image name")
+            elif reason := image_pinned(svc["image"]):
+                errors.append(f"{name}: image not pinned ({reason})")
+    s = cfg["services"]
     for name in ("export", "triton", "gateway", "redis", "prometheus", "grafana"):
         if name not in s:
             errors.append(f"service {name} missing")

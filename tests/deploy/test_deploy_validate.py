@@ -1,0 +1,228 @@
+"""The deployment files validate: runs scripts/validate-deploy.sh, one test per group.
+
+The tools (docker-compose, hadolint, kubernetes-validate, shellcheck, promtool) are installed by
+`scripts/validate-deploy.sh --install-only` (CI set-up). If they are missing these tests skip and
+say so; they never install anything themselves.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "scripts" / "validate-deploy.sh"
+TOOLS = Path(os.environ.get("MLSHARP_DEPLOY_TOOLS", ROOT / ".venv" / "deploy-tools"))
+TOOLS_PY = TOOLS / "bin" / "python"
+GROUPS = ["compose", "dockerfiles", "k8s", "monitoring", "scripts"]
+SKIP_REASON = (
+    f"deployment validation tools not installed in {TOOLS}: run scripts/validate-deploy.sh --install-only"
+)
+
+
+def run_validation(*groups: str, root: Path | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ, MLSHARP_DEPLOY_TOOLS=str(TOOLS))
+    if root is not None:
+        env["MLSHARP_DEPLOY_ROOT"] = str(root)
+        cmd = [str(TOOLS_PY), str(ROOT / "deploy/tools/check_deploy.py"), "--tools", str(TOOLS), *groups]
+    else:
+        cmd = ["bash", str(SCRIPT), "--no-install", *groups]
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    if res.returncode == 3 or (root is not None and not TOOLS_PY.exists()):
+        pytest.skip(SKIP_REASON)
+    return res
+
+
+@pytest.mark.parametrize("group", GROUPS)
+def test_deployment_files_validate(group: str) -> None:
+    res = run_validation(group)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert " 0 failed" in res.stdout
+
+
+# ------------------------------------------------------------------ the checks catch real mistakes
+COPIED = ["docker-compose.yml", ".env.example", "docker", "deploy", "scripts/validate-deploy.sh"]
+# Build contexts the Dockerfiles COPY from: empty stand-ins are enough for the existence checks.
+STAND_INS = ["pyproject.toml", "README.md", "src", "gateway", "export"]
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    if not TOOLS_PY.exists():
+        pytest.skip(SKIP_REASON)
+    for rel in COPIED:
+        src, dst = ROOT / rel, tmp_path / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, dst)
+    for rel in STAND_INS:
+        (tmp_path / rel).mkdir(exist_ok=True) if "." not in rel else (tmp_path / rel).write_text("")
+    return tmp_path
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert old in text, f"{old!r} not in {path}"
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+
+
+def test_copy_of_the_tree_validates(tree: Path) -> None:
+    res = run_validation("compose", "dockerfiles", "k8s", "monitoring", root=tree)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+BREAKAGES = [
+    pytest.param(
+        "compose",
+        ".env.example",
+        "REDIS_MAXMEMORY=2gb",
+        "",
+        "REDIS_MAXMEMORY is used in docker-compose.yml but not documented",
+        id="undocumented-knob",
+    ),
+    pytest.param(
+        "compose",
+        "docker-compose.yml",
+        "./deploy/prometheus/prometheus.yml:",
+        "./deploy/prometheus/missing.yml:",
+        "bind mount source",
+        id="missing-bind-mount",
+    ),
+    pytest.param(
+        "compose",
+        "docker-compose.yml",
+        "dockerfile: docker/gateway.Dockerfile",
+        "dockerfile: docker/gone.Dockerfile",
+        "Dockerfile",
+        id="missing-dockerfile",
+    ),
+    pytest.param(
+        "compose",
+        "docker-compose.yml",
+        "${REDIS_IMAGE:-redis:7.4.1-alpine}",
+        "${REDIS_IMAGE:-redis:latest}",
+        "tag 'latest'",
+        id="unpinned-image",
+    ),
+    pytest.param(
+        "compose",
+        "docker-compose.yml",
+        "condition: service_completed_successfully",
+        "condition: service_started",
+        "export to complete",
+        id="triton-start-order",
+    ),
+    pytest.param(
+        "dockerfiles",
+        "docker/gateway.Dockerfile",
+        "USER ${APP_UID}",
+        "USER root",
+        "runs as root",
+        id="gateway-root",
+    ),
+    pytest.param(
+        "dockerfiles",
+        "docker/gateway.Dockerfile",
+        "ARG PYTHON_IMAGE=python:3.11.10-slim-bookworm",
+        "ARG PYTHON_IMAGE=python",
+        "no tag",
+        id="unpinned-base",
+    ),
+    pytest.param(
+        "dockerfiles",
+        "docker/triton.Dockerfile",
+        "COPY src ./src",
+        "COPY srcx ./src",
+        "COPY source srcx",
+        id="missing-copy-source",
+    ),
+    pytest.param(
+        "k8s",
+        "deploy/k8s/base/triton.yaml",
+        "            medium: Memory\n",
+        "",
+        "/dev/shm",
+        id="shm-not-in-memory",
+    ),
+    pytest.param(
+        "k8s",
+        "deploy/k8s/base/triton-hpa.yaml",
+        "name: mlsharp_triton_queue_us_per_request",
+        "name: some_other_metric",
+        "has no prometheus-adapter rule",
+        id="hpa-metric-without-adapter-rule",
+    ),
+    pytest.param(
+        "k8s",
+        "deploy/k8s/base/gateway.yaml",
+        "containerPort: 8080",
+        'containerPort: "8080"',
+        "is not of type 'integer'",
+        id="schema-violation",
+    ),
+    pytest.param(
+        "k8s",
+        "deploy/k8s/base/triton.yaml",
+        "      targetPort: grpc",
+        "      targetPort: grpcx",
+        "targetPort grpcx",
+        id="service-port-reference",
+    ),
+    pytest.param(
+        "monitoring",
+        "deploy/k8s/monitoring/prometheus-adapter-config.yaml",
+        "[2m])), 1e-9)",
+        "[2m]), 1e-9)",
+        "FAIL monitoring: every PromQL expression parses",
+        id="broken-promql",
+    ),
+]
+
+
+@pytest.mark.parametrize(("group", "rel", "old", "new", "message"), BREAKAGES)
+def test_validation_catches(tree: Path, group: str, rel: str, old: str, new: str, message: str) -> None:
+    edit(tree / rel, old, new)
+    res = run_validation(group, root=tree)
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert message in res.stdout, res.stdout
+
+
+def test_mini_kustomize_matches_kubectl() -> None:
+    """The fallback renderer gives the same objects as kustomize, wherever kubectl exists."""
+    kubectl = shutil.which("kubectl")
+    if not kubectl:
+        pytest.skip("kubectl not on PATH: nothing to compare the fallback renderer with")
+    if not TOOLS_PY.exists():
+        pytest.skip(SKIP_REASON)
+    code = (
+        "import subprocess, sys, yaml\n"
+        "sys.path.insert(0, 'deploy/tools')\n"
+        "import mini_kustomize as mk\n"
+        "bad = []\n"
+        "for d in sys.argv[1:]:\n"
+        "    res = subprocess.run(['kubectl', 'kustomize', d], capture_output=True, text=True, check=True)\n"
+        "    out = res.stdout\n"
+        "    key = lambda o: (o['kind'], o['metadata'].get('namespace', ''), o['metadata']['name'])\n"
+        "    ref = {key(o): o for o in yaml.safe_load_all(out) if o}\n"
+        "    mine = {key(o): o for o in mk.build(d)}\n"
+        "    if ref != mine:\n"
+        "        bad.append(d)\n"
+        "print('differ:', bad)\n"
+        "sys.exit(1 if bad else 0)\n"
+    )
+    dirs = [
+        "deploy/k8s/base",
+        "deploy/k8s/overlays/production",
+        "deploy/k8s/overlays/single-gpu",
+        "deploy/k8s/monitoring",
+    ]
+    res = subprocess.run(
+        [str(TOOLS_PY), "-c", code, *dirs], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
