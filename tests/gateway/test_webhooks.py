@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import socket
 import time
 
 import pytest
@@ -68,13 +69,33 @@ def test_is_public(address: str, public: bool) -> None:
         ("http://user:pw@example.com/", "must not contain credentials"),
         ("http:///nohost", "has no host"),
         ("http://example.com:99999/", "not a valid URL"),
-        ("http://no-such-host.invalid/", "does not resolve"),
     ],
 )
 def test_ssrf_guard_refuses(url: str, reason: str) -> None:
     with pytest.raises(UnsafeTarget) as error:
         asyncio.run(check_target(url, parse_allow_list([])))
     assert reason in str(error.value)
+
+
+def test_every_resolved_address_must_be_public(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A name with one public and one private answer is refused (no real DNS is queried)."""
+    answers = {
+        "mixed.example": ["93.184.216.34", "10.0.0.7"],
+        "public.example": ["93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946"],
+    }
+
+    def fake_getaddrinfo(host, port, *args, **kwargs):
+        if host not in answers:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (ip, port)) for ip in answers[host]]
+
+    monkeypatch.setattr(socket, "getaddrinfo", fake_getaddrinfo)
+    allow = parse_allow_list([])
+    asyncio.run(check_target("https://public.example/hook", allow))
+    with pytest.raises(UnsafeTarget, match=r"non-public address \(10\.0\.0\.7\)"):
+        asyncio.run(check_target("https://mixed.example/hook", allow))
+    with pytest.raises(UnsafeTarget, match="does not resolve"):
+        asyncio.run(check_target("https://nowhere.example/hook", allow))
 
 
 def test_allow_list_lets_listed_hosts_and_networks_through() -> None:
