@@ -95,6 +95,12 @@ class BackendUnavailable(GatewayError):
         super().__init__(message, headers={"Retry-After": str(retry_after_s)})
 
 
+class BackendError(GatewayError):
+    """The backend failed a request for a reason of its own (a bug, not the input): 502."""
+
+    code = "backend_error"
+
+
 #: error class -> HTTP status; the most specific class wins (walk the MRO)
 STATUS_TABLE: dict[type[Exception], int] = {
     BadRequest: 400,
@@ -109,6 +115,7 @@ STATUS_TABLE: dict[type[Exception], int] = {
     Unprocessable: 422,
     InvalidParameterError: 422,
     RateLimited: 429,
+    BackendError: 502,
     BackendUnavailable: 503,
     CheckpointError: 503,
     MLSharpError: 400,
@@ -126,6 +133,7 @@ _REASONS = {
     422: "Unprocessable Entity",
     429: "Too Many Requests",
     500: "Internal Server Error",
+    502: "Bad Gateway",
     503: "Service Unavailable",
 }
 

@@ -17,40 +17,41 @@ import httpx
 import numpy as np
 
 from gateway.backends.base import Admission, InferenceResult, no_gpu
-from gateway.errors import BackendUnavailable
+from gateway.errors import BackendError, BackendUnavailable
 from gateway.logs import request_id_var
 from gateway.settings import Settings
-from mlsharp.errors import (
-    CheckpointError,
-    ImageTooLargeError,
-    InvalidImageError,
-    InvalidParameterError,
-    MLSharpError,
-)
+from mlsharp.errors import InvalidParameterError, MLSharpError
+from mlsharp.triton.backend import parse_error_text
 
 log = logging.getLogger("gateway.backend.triton")
 
-_TYPED: tuple[type[MLSharpError], ...] = (
-    ImageTooLargeError,
-    InvalidImageError,
-    InvalidParameterError,
-    CheckpointError,
-)
-_UNAVAILABLE = ("UNAVAILABLE", "DEADLINE_EXCEEDED", "CANCELLED", "RESOURCE_EXHAUSTED", "UNKNOWN")
+_UNAVAILABLE = ("UNAVAILABLE", "DEADLINE_EXCEEDED", "CANCELLED", "RESOURCE_EXHAUSTED")
+
+
+def _error_classes() -> dict[str, type[MLSharpError]]:
+    classes, todo = {}, [MLSharpError]
+    while todo:
+        cls = todo.pop()
+        classes[cls.code] = cls
+        todo.extend(cls.__subclasses__())
+    return classes
 
 
 def typed_error(message: str, status: str | None) -> Exception:
-    """Map a Triton error to our types: by ``code:``/class name in the text, else by gRPC status."""
-    for cls in _TYPED:
-        if re.search(rf"\b({re.escape(cls.code)}|{cls.__name__})\b", message):
-            text = re.sub(rf"^.*?\b({re.escape(cls.code)}|{cls.__name__})\b\]?:?\s*", "", message, count=1)
-            return cls(text.strip() or message)
+    """Map a Triton error to our types: the models send ``"<code>: <message>"`` for every
+    MLSharpError (see mlsharp.triton.backend), transport failures map by gRPC status."""
     status = (status or "").replace("StatusCode.", "")
-    if status == "INVALID_ARGUMENT":
-        return InvalidParameterError(message)
     if status in _UNAVAILABLE or not status:
         return BackendUnavailable(f"Triton is unavailable ({status or 'no connection'}).")
-    return BackendUnavailable(f"Triton failed the request ({status}).")
+    code, text = parse_error_text(message)
+    error_class = _error_classes().get(code)
+    if error_class is not None:
+        return error_class(text)
+    if status == "INVALID_ARGUMENT":
+        return InvalidParameterError(text)
+    if status == "NOT_FOUND":
+        return BackendUnavailable(f"Triton does not serve the model ({text}).")
+    return BackendError(f"The inference server failed on this request ({code}).")
 
 
 class TritonBackend:
