@@ -67,9 +67,11 @@ function safeUrl(url) {
   }
 }
 
+// The gateway takes an API key as X-API-Key (or Bearer); a JWT (three dot-separated parts) as Bearer.
 function authHeaders(url) {
   const key = apiKey();
   if (!key || !sameOrigin(url)) return {};
+  if (/^[\w-]+\.[\w-]+\.[\w-]+$/.test(key)) return { Authorization: `Bearer ${key}` };
   return { "X-API-Key": key };
 }
 

@@ -12,6 +12,8 @@
 
 const BACKGROUND = 0x14181f;
 const FRAMES_BEFORE_READY = 30;
+const TAIL_FRAMES = 20;
+const TAIL_MS = 2000;
 
 export function cameraFromMetadata(meta) {
   // Tolerant reader: the metadata JSON names these in a few equivalent ways.
@@ -129,10 +131,21 @@ export class SplatViewer {
     this.renderer.setSize(width, height, false);
     this.camera.aspect = width / height;
     this.camera.updateProjectionMatrix();
+    this.invalidate();
+  }
+
+  // Draw on demand: while the view moves and for a tail of frames after (Spark sorts the splats
+  // in a worker, so the sorted order for a new viewpoint lands a few frames later). An idle
+  // preview costs nothing.
+  invalidate(frames = TAIL_FRAMES) {
+    this.pending = Math.max(this.pending || 0, frames);
+    this.activeUntil = performance.now() + TAIL_MS;
   }
 
   frame() {
-    this.controls.update();
+    if (this.controls.update()) this.invalidate();
+    if (!(this.pending > 0) && !(performance.now() < this.activeUntil)) return;
+    this.pending = Math.max(0, (this.pending || 0) - 1);
     this.renderer.render(this.scene, this.camera);
     if (this.mesh && this.container.dataset.state === "settling") {
       this.frames += 1;
@@ -179,6 +192,7 @@ export class SplatViewer {
       this.canvas.setAttribute("aria-label", name);
       this.resetView();
       this.frames = 0;
+      this.invalidate(FRAMES_BEFORE_READY + TAIL_FRAMES);
       this.setState("settling", { name, info });
     } catch (err) {
       if (token !== this.loadToken) return;
@@ -223,5 +237,6 @@ export class SplatViewer {
     this.controls.maxDistance = depth * 20;
     this.controls.update();
     this.controls.enableDamping = true;
+    this.invalidate();
   }
 }

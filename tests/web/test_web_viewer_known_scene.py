@@ -110,3 +110,64 @@ def test_viewer_orientation_fov_reset_and_safety(page, known_scene_gateway, tmp_
 
     assert foreign == [], f"the page tried to reach other origins: {foreign}"
     assert page.page_errors == []
+
+
+def test_api_key_kept_in_session_storage_and_sent(page, tmp_path):
+    """With auth on: no key -> a plain 'API key needed' message; with the key (session storage only)
+    the job runs, its events arrive through the fetch-based stream and the preview loads."""
+    from conftest import start_gateway
+
+    from gateway.service.auth import hash_key
+
+    key = "web-test-key-0123456789"
+    server = start_gateway(
+        tmp_path,
+        "known-scene",
+        auth_enabled=True,
+        api_keys=[{"name": "web", "sha256": hash_key(key), "scopes": ["predict"]}],
+    )
+    try:
+        page.goto(server.url + "/")
+        page.wait_for_selector("body[data-ready=true]")
+        page.set_input_files(
+            "#file-input",
+            files=[{"name": "a.jpg", "mimeType": "image/jpeg", "buffer": photo_like_jpeg(320, 240)}],
+        )
+        page.click("#submit")
+        page.wait_for_selector("#form-error:not([hidden])")
+        assert page.locator("#form-error").text_content().startswith("An API key is needed")
+
+        page.click("#access summary")
+        page.fill("#api-key", key)
+        assert page.evaluate("sessionStorage.getItem('mlsharp.apiKey')") == key
+        page.click("#submit")
+        page.wait_for_selector("article.job[data-state=succeeded]", timeout=60_000)
+        page.wait_for_selector("#viewer[data-state=rendered]", timeout=90_000)
+        assert page.locator("#form-error").is_hidden()
+
+        # The key is in this tab's session storage and nowhere in local storage.
+        stored = page.evaluate("JSON.stringify(Object.entries(localStorage))")
+        assert key not in stored
+        page.reload()
+        page.wait_for_selector("body[data-ready=true]")
+        assert page.input_value("#api-key") == key
+        assert page.page_errors == []
+    finally:
+        server.stop()
+
+
+def test_polling_when_the_event_stream_is_unavailable(page, known_scene_gateway):
+    """If the events endpoint cannot be reached the page falls back to polling GET /v1/jobs/{id}."""
+    page.route("**/events", lambda route: route.abort())
+    page.goto(known_scene_gateway.url + "/")
+    page.wait_for_selector("body[data-ready=true]")
+    page.set_input_files(
+        "#file-input",
+        files=[{"name": "b.jpg", "mimeType": "image/jpeg", "buffer": photo_like_jpeg(320, 240)}],
+    )
+    page.click("#submit")
+    page.wait_for_function(
+        "() => document.querySelector('article.job .job-live')?.textContent.includes('Checking every')"
+    )
+    page.wait_for_selector("article.job[data-state=succeeded]", timeout=60_000)
+    assert page.locator(".job-file .downloads a[data-format=spz]").count() == 1
