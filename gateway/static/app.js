@@ -703,7 +703,7 @@ class JobView {
         el("div", { className: "file-head" }, view.name, view.status),
         view.bar,
         view.error,
-        el("div", { className: "file-actions" }, view.preview, view.downloads),
+        (view.actions = el("div", { className: "file-actions", hidden: true }, view.preview, view.downloads)),
       );
       this.fileViews.set(file.index, view);
       this.list.append(view.item);
@@ -743,6 +743,7 @@ class JobView {
       }
     }
     view.downloads.replaceChildren(...links);
+    view.actions.hidden = links.length === 0 && view.preview.hidden;
   }
 
   async cancel() {
