@@ -2,7 +2,7 @@
 // or polling), preview each result in 3D and download it.
 //
 // Rule for this file: text that comes from a user or the server is only ever put into the page with
-// textContent or setAttribute. There is no innerHTML anywhere.
+// textContent or setAttribute; markup is never parsed from strings (a test checks the sinks).
 
 import { applyTranslations, language, onLanguageChange, setLanguage, t } from "./i18n.js";
 import { SplatViewer } from "./viewer.js";
