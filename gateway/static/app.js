@@ -540,7 +540,7 @@ class JobView {
 
   build() {
     this.title = el("h3", { className: "job-title" });
-    this.badge = el("span", { className: "badge", dataset: { state: "queued" } });
+    this.badge = el("span", { className: "badge", role: "status", dataset: { state: "queued" } });
     this.live = el("p", { className: "job-live hint" });
     this.error = el("p", { className: "job-error alert", role: "alert", hidden: true });
     this.cancelButton = el("button", {

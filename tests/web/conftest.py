@@ -124,7 +124,7 @@ def _wait_ready(url: str, timeout_s: float) -> None:
     raise RuntimeError(f"gateway backend not ready after {timeout_s} s: {last}")
 
 
-def _local_backend(tmp_path: Path) -> tuple[dict, object | None]:
+def _local_backend(request, tmp_path: Path) -> tuple[dict, object | None]:
     """The gateway's in-process LocalBackend on the `test` preset with random weights."""
     return {
         "backend": "local",
@@ -134,27 +134,42 @@ def _local_backend(tmp_path: Path) -> tuple[dict, object | None]:
     }, None
 
 
-def _known_scene_backend(tmp_path: Path) -> tuple[dict, object | None]:
+def _triton_backend(request, tmp_path: Path) -> tuple[dict, object | None]:
+    """A real tritonserver serving the exported `test` preset: the suite's shared, session-scoped
+    `triton_server` fixture (exporting and starting one per module is too slow for browser tests)."""
+    try:
+        server = request.getfixturevalue("triton_server")
+    except pytest.FixtureLookupError:
+        pytest.skip("no shared `triton_server` fixture in this suite (tests/conftest.py) to run the page on")
+    return {
+        "backend": "triton",
+        "triton_url": server.grpc_url,
+        "triton_metrics_url": server.metrics_url,
+        "triton_timeout_s": 300,
+    }, None
+
+
+def _known_scene_backend(request, tmp_path: Path) -> tuple[dict, object | None]:
     from web_scene_backend import KnownSceneBackend
 
     return {}, KnownSceneBackend()
 
 
 # Backends the page is tested against: name -> (settings overrides, backend object or None).
-# A real-Triton entry ("triton": backend="triton", triton_url=... of a tritonserver started by a
-# fixture) joins GATEWAY_BACKENDS when the Triton test harness is wired in.
-BACKEND_FACTORIES = {"local": _local_backend, "known-scene": _known_scene_backend}
+BACKEND_FACTORIES = {"local": _local_backend, "triton": _triton_backend, "known-scene": _known_scene_backend}
 GATEWAY_BACKENDS = [
-    name for name in os.environ.get("MLSHARP_WEB_TEST_BACKENDS", "local").split(",") if name.strip()
+    name.strip()
+    for name in os.environ.get("MLSHARP_WEB_TEST_BACKENDS", "local,triton").split(",")
+    if name.strip()
 ]
 
 
-def start_gateway(tmp_path: Path, backend: str, **overrides) -> ThreadedServer:
+def start_gateway(tmp_path: Path, backend: str, request=None, **overrides) -> ThreadedServer:
     """The real gateway (gateway.app.create_app) on a free port, with the named backend."""
     from gateway.app import create_app
     from gateway.settings import Settings
 
-    backend_settings, backend_object = BACKEND_FACTORIES[backend](tmp_path)
+    backend_settings, backend_object = BACKEND_FACTORIES[backend](request, tmp_path)
     values = {
         "results_dir": tmp_path / "results",
         "job_max_files": 8,
@@ -176,7 +191,7 @@ def start_gateway(tmp_path: Path, backend: str, **overrides) -> ThreadedServer:
 def gateway_server(request, tmp_path) -> Iterator[ThreadedServer]:
     """The gateway with each backend in GATEWAY_BACKENDS (the backend is the parameter)."""
     _require_browser()
-    server = start_gateway(tmp_path, request.param)
+    server = start_gateway(tmp_path, request.param, request)
     yield server
     server.stop()
 

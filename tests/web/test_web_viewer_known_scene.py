@@ -156,15 +156,26 @@ def test_api_key_kept_in_session_storage_and_sent(page, tmp_path):
         server.stop()
 
 
-def test_polling_when_the_event_stream_is_unavailable(page, known_scene_gateway):
-    """If the events endpoint cannot be reached the page falls back to polling GET /v1/jobs/{id}."""
+def test_drop_and_polling_when_the_event_stream_is_unavailable(page, known_scene_gateway):
+    """Photos dropped on the page are taken; if the events endpoint cannot be reached the page
+    falls back to polling GET /v1/jobs/{id}."""
     page.route("**/events", lambda route: route.abort())
     page.goto(known_scene_gateway.url + "/")
     page.wait_for_selector("body[data-ready=true]")
-    page.set_input_files(
-        "#file-input",
-        files=[{"name": "b.jpg", "mimeType": "image/jpeg", "buffer": photo_like_jpeg(320, 240)}],
+    data = list(photo_like_jpeg(320, 240))
+    page.evaluate(
+        """(bytes) => {
+            const transfer = new DataTransfer();
+            transfer.items.add(new File([new Uint8Array(bytes)], "dropped.jpg", { type: "image/jpeg" }));
+            const zone = document.getElementById("dropzone");
+            const init = { bubbles: true, cancelable: true, dataTransfer: transfer };
+            for (const kind of ["dragenter", "dragover", "drop"]) {
+                zone.dispatchEvent(new DragEvent(kind, init));
+            }
+        }""",
+        data,
     )
+    assert page.locator("#file-list .file-name").text_content() == "dropped.jpg"
     page.click("#submit")
     page.wait_for_function(
         "() => document.querySelector('article.job .job-live')?.textContent.includes('Checking every')"
