@@ -42,8 +42,7 @@ async def ready(services: ServicesDep) -> StatusMessage:
 @router.get("/stats", response_model=StatsResponse)
 async def stats(services: ServicesDep) -> dict:
     queue = dict(services.backend.load())
-    queue["jobs_active"] = await services.jobs.active_count()
-    services.metrics.queued_jobs.set(queue["jobs_active"])
+    queue["jobs_active"] = await services.refresh_gauges()
     return {
         "gpu": await services.backend.device_info(),
         "queue": queue,

@@ -12,4 +12,5 @@ router = APIRouter(tags=["metrics"])
 
 @router.get("/metrics", response_class=Response)
 async def metrics(services: ServicesDep) -> Response:
+    await services.refresh_gauges()
     return Response(generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST)

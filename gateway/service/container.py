@@ -101,6 +101,15 @@ class Services:
         await self.cache.close()
         await self.db.close()
 
+    async def refresh_gauges(self) -> int:
+        """Point-in-time gauges (jobs waiting, model id once loaded) before a scrape or /stats."""
+        active = await self.jobs.active_count()
+        self.metrics.queued_jobs.set(active)
+        self.metrics.app_info.info(
+            {"version": __version__, "backend": self.backend.name, "model_id": self.backend.model_id}
+        )
+        return active
+
     async def _sweep_forever(self) -> None:
         while True:
             try:

@@ -322,7 +322,7 @@ class JobService:
         if job is None:
             return
         now = time.time()
-        payload: dict[str, Any] = {"task_id": job_id, "status": state, "timestamp": now}
+        payload: dict[str, Any] = {"task_id": job_id, "status": state}
         if state in ("failed", "cancelled"):
             await self.webhooks.emit(job["owner"], "task_failed", {**payload, "error": error or "failed"})
         else:

@@ -106,7 +106,7 @@ class PredictService:
             await self.webhooks.emit(
                 owner,
                 "task_failed",
-                {"task_id": task_id, "status": "failed", "error": str(error), "timestamp": time.time()},
+                {"task_id": task_id, "status": "failed", "error": str(error)},
             )
             raise
         name = output_name(params.fmt, random_weights=bool(result.metadata.get("random_weights")))
@@ -126,7 +126,6 @@ class PredictService:
                 "status": "completed",
                 "url": url,
                 "processing_time": elapsed,
-                "timestamp": time.time(),
             },
         )
         log.info(

@@ -18,6 +18,7 @@ import logging
 import random
 import secrets
 import time
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import httpx
@@ -95,13 +96,15 @@ class WebhookService:
             raise NotFound(f"No webhook registered for {event_type!r}.")
 
     async def emit(self, owner: str, event_type: str, payload: dict[str, Any]) -> int:
-        """Queue the event for the owner's registration (if any); returns rows queued."""
+        """Queue the event for the owner's registration (if any), stamped with an ISO-8601
+        ``timestamp``; returns rows queued."""
         if not self.enabled:
             return 0
         hooks = await self.db.fetch_all(
             "SELECT id FROM webhooks WHERE owner = ? AND event_type = ?", (owner, event_type)
         )
-        body = json.dumps({"event": event_type, **payload}, separators=(",", ":")).encode()
+        stamped = {"event": event_type, **payload, "timestamp": datetime.now(UTC).isoformat()}
+        body = json.dumps(stamped, separators=(",", ":")).encode()
         now = time.time()
         await self.db.execute_many(
             [

@@ -18,7 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 try:  # TEMPORARY until the core package's mlsharp.formats lands: the interface-doc values
-    import mlsharp.formats  # noqa: F401
+    from mlsharp.formats import FORMAT_INFO  # noqa: F401
 except ImportError:
     import sys
     import types
