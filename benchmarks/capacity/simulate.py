@@ -41,6 +41,13 @@ PROFILES: dict[str, tuple[float, str]] = {
         "(shared/docs/peers-and-pitfalls.md); not measured by us; excludes decode, unprojection "
         "and encoding. Replace with a perf_analyzer measurement.",
     ),
+    "h200-network-fp16": (
+        8.48,
+        "MEASURED, network only: eager PyTorch fp16 forward of our full network at 1536x1536, batch 1, "
+        "random weights, on one NVIDIA H200 (0.118 s; batch 4: 11.9 images/s; "
+        "benchmarks/capacity/gpu_probe_h200.json). Excludes decode, unprojection and encoding, and is "
+        "not the ONNX Runtime/TensorRT engine Triton serves: an upper bound for one GPU.",
+    ),
     "cpu-reference": (
         1.0 / 273.4,
         "MEASURED for the reference implementation, not ours: 273.4 s per 1536x1536 forward, fp32, "

@@ -66,7 +66,12 @@ K8S_DIRS = [
     "deploy/k8s/monitoring",
 ]
 K8S_VERSIONS = ["1.29.0", "1.37.0"]
-SHELL_SCRIPTS = ["scripts/validate-deploy.sh", "docker/triton-start.sh", "docker/export-entrypoint.sh"]
+SHELL_SCRIPTS = [
+    "scripts/validate-deploy.sh",
+    "docker/triton-start.sh",
+    "docker/export-entrypoint.sh",
+    "deploy/tools/check_stub_swap.sh",
+]
 ADAPTER_CONFIGMAP = ROOT / "deploy/k8s/monitoring/prometheus-adapter-config.yaml"
 ADAPTER_VALUES = ROOT / "deploy/k8s/monitoring/prometheus-adapter-values.yaml"
 PROM_CONFIG = ROOT / "deploy/prometheus/prometheus.yml"
