@@ -1,0 +1,69 @@
+"""Scene metadata as JSON: what a viewer or client needs without parsing the PLY extras.
+
+Why: only the ml-sharp PLY carries camera and depth-range information; SPZ, .splat and the clean
+PLY cannot. The API returns this dict beside every format, so a page can set up the camera
+(intrinsics, image size) and an orbit target (disparity quantiles) for any of them, and can see
+that a scene came from random weights.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from mlsharp.formats import attributes
+from mlsharp.formats.ply import COLOR_SPACE_SRGB, PLY_LAYOUT_VERSION
+from mlsharp.gaussians import CameraInfo, Gaussians3D
+
+#: version of this metadata schema; bump when a key changes meaning
+METADATA_VERSION = 1
+COORDINATE_FRAME = "opencv: x right, y down, z forward"
+
+
+def _finite_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None  # JSON has no NaN/inf
+
+
+def build_metadata(
+    gaussians: Gaussians3D,
+    camera: CameraInfo,
+    *,
+    model_id: str,
+    random_weights: bool,
+    working_size_px: int | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """JSON-serialisable description of one scene (keys in ``extra`` are added last, may override)."""
+    f, w, h = float(camera.focal_px), int(camera.width_px), int(camera.height_px)
+    cx, cy = w * 0.5, h * 0.5
+    lo, hi = attributes.disparity_quantiles(gaussians.means)
+    meta: dict[str, Any] = {
+        "metadata_version": METADATA_VERSION,
+        "model_id": model_id,
+        "random_weights": bool(random_weights),
+        "num_gaussians": gaussians.num_gaussians,
+        "image_size": {"width_px": w, "height_px": h},
+        "intrinsics": {
+            "focal_px": f,
+            "cx_px": cx,
+            "cy_px": cy,
+            "matrix": [[f, 0.0, cx], [0.0, f, cy], [0.0, 0.0, 1.0]],
+        },
+        "vertical_fov_deg": math.degrees(2 * math.atan(h / (2 * f))),
+        "disparity_quantiles": {"q10": _finite_or_none(lo), "q90": _finite_or_none(hi)},
+        "coordinate_frame": COORDINATE_FRAME,
+        "units": "metres (up to SHARP's monocular scale)",
+        "color_space": "srgb" if COLOR_SPACE_SRGB == 0 else "linear",
+        "ply_layout_version": list(PLY_LAYOUT_VERSION),
+    }
+    if working_size_px is not None:
+        meta["working_size_px"] = int(working_size_px)
+    if extra:
+        meta.update(extra)
+    return meta
+
+
+def metadata_json_bytes(metadata: dict[str, Any]) -> bytes:
+    """UTF-8 JSON, stable key order, no NaN (strict JSON parsers reject it)."""
+    return json.dumps(metadata, sort_keys=True, allow_nan=False, indent=2).encode("utf-8")

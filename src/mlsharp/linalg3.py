@@ -1,0 +1,174 @@
+"""Closed-form, batched eigen-decomposition of symmetric 3x3 matrices, straight to quaternions.
+
+Why: re-decomposing 1.2 M covariance matrices with ``torch.linalg.svd``/``eigh`` costs seconds on a
+CPU (one LAPACK call per 3x3 matrix). Here every input and output is a *component tensor* (one
+tensor per matrix entry, any shape, all alike), every step is one vectorised elementwise op, and
+the op count is kept small (~190) because on a CPU that count, not the arithmetic, sets the time.
+Plain torch: the same code runs on CPU and GPU.
+
+Conventions: quaternions are (w, x, y, z) (Hamilton, R(q) v = q v q*); eigenvalues descending; the
+eigenvector frame is returned as the unit quaternion of the rotation whose columns are the
+eigenvectors (so det = +1 by construction), canonicalised to w >= 0.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+Quat = tuple[Tensor, Tensor, Tensor, Tensor]
+Triple = tuple[Tensor, Tensor, Tensor]
+
+_TINY = 1e-300  # keeps 0/0 finite in float64; far below any p^3 that is not exactly zero
+# Added to a vector that may be exactly zero (isotropic input) before normalising, so that it
+# becomes e_x there; 1e-150 squared is still a normal float64, and real components (products of
+# eigenvalue gaps of float32-sized gaussians) are many orders larger.
+_NUDGE = 1e-150
+
+
+def rotation_from_quaternion(w: Tensor, x: Tensor, y: Tensor, z: Tensor) -> tuple[Triple, Triple, Triple]:
+    """Rows of R(q / |q|) for any non-zero quaternion (w, x, y, z): ((r00, r01, r02), ...)."""
+    inv = 1 / (w * w + x * x + y * y + z * z)
+    ww, xx, yy, zz = w * w * inv, x * x * inv, y * y * inv, z * z * inv
+    xy, xz, yz = 2 * x * y * inv, 2 * x * z * inv, 2 * y * z * inv
+    wx, wy, wz = 2 * w * x * inv, 2 * w * y * inv, 2 * w * z * inv
+    return (
+        (ww + xx - yy - zz, xy - wz, xz + wy),
+        (xy + wz, ww - xx + yy - zz, yz - wx),
+        (xz - wy, yz + wx, ww - xx - yy + zz),
+    )
+
+
+def _isolated_eigenvalue(
+    xx: Tensor, yy: Tensor, zz: Tensor, xy: Tensor, xz: Tensor, yz: Tensor
+) -> tuple[Tensor, Tensor]:
+    """The end eigenvalue farthest from the middle one, and a flag: True if it is the smallest.
+
+    Trigonometric cubic: with mean m and p^2 = |M - m I|_F^2 / 6, det(M - m I) = 2 p^3 cos(3 phi).
+    det >= 0 means the largest eigenvalue has the larger gap to the middle one; it is then
+    m + 2 p cos(acos(r) / 3) with r = |det| / 2p^3 (mirrored for det < 0). The isolated end
+    eigenvalue stays accurate even when the other two coincide (r -> 1), unlike the middle one.
+    """
+    mean = (xx + yy + zz) * (1.0 / 3.0)
+    dx, dy, dz = xx - mean, yy - mean, zz - mean
+    off_sq = torch.addcmul(torch.addcmul(xy * xy, xz, xz), yz, yz)
+    p_sq = (torch.addcmul(torch.addcmul(dx * dx, dy, dy), dz, dz) + 2 * off_sq) * (1.0 / 6.0)
+    p = torch.sqrt(p_sq)
+    det = (
+        dx * torch.addcmul(dy * dz, yz, yz, value=-1)
+        - xy * torch.addcmul(xy * dz, yz, xz, value=-1)
+        + xz * torch.addcmul(xy * yz, dy, xz, value=-1)
+    )
+    ratio = (det.abs() / (2 * p_sq * p + _TINY)).clamp_(max=1.0)
+    offset = 2 * p * torch.cos(torch.acos(ratio) * (1.0 / 3.0))
+    # signbit, not det < 0: copysign treats -0.0 as negative, so both agree on every input.
+    return mean + torch.copysign(offset, det), torch.signbit(det)
+
+
+def _null_vector(
+    xx: Tensor, yy: Tensor, zz: Tensor, xy: Tensor, xz: Tensor, yz: Tensor, lam: Tensor
+) -> Triple:
+    """Unit eigenvector of a simple eigenvalue lam, with x >= 0 (e_x if M - lam I is exactly 0).
+
+    The adjugate of the rank-2 matrix M - lam I is c v v^T; its column with the largest diagonal
+    entry is the best-conditioned multiple of v (equivalent to the longest row cross product).
+    """
+    sx, sy, sz = xx - lam, yy - lam, zz - lam
+    c00 = torch.addcmul(sy * sz, yz, yz, value=-1)
+    c11 = torch.addcmul(sx * sz, xz, xz, value=-1)
+    c22 = torch.addcmul(sx * sy, xy, xy, value=-1)
+    c01 = torch.addcmul(xz * yz, xy, sz, value=-1)
+    c02 = torch.addcmul(xy * yz, xz, sy, value=-1)
+    c12 = torch.addcmul(xy * xz, sx, yz, value=-1)
+    pick1 = c11 > c00
+    pick2 = c22 > torch.maximum(c00, c11)
+    vx = torch.where(pick2, c02, torch.where(pick1, c01, c00))
+    vy = torch.where(pick2, c12, torch.where(pick1, c11, c01))
+    vz = torch.where(pick2, c22, torch.where(pick1, c12, c02))
+    vx = vx + _NUDGE
+    norm_sq = torch.addcmul(torch.addcmul(vx * vx, vy, vy), vz, vz)
+    inv = torch.copysign(torch.rsqrt(norm_sq), vx)  # also flips v to x >= 0 (v's sign is free)
+    return vx * inv, vy * inv, vz * inv
+
+
+def eigh3_quaternion(
+    xx: Tensor, yy: Tensor, zz: Tensor, xy: Tensor, xz: Tensor, yz: Tensor
+) -> tuple[Triple, Quat]:
+    """Symmetric 3x3 eigen-decomposition: ((l0 >= l1 >= l2), quaternion of [v0 v1 v2]).
+
+    Why this route (after Eberly, "A Robust Eigensolver for 3x3 Symmetric Matrices"): the isolated
+    end eigenpair comes first (accurate even when the other two are equal); the remaining pair is
+    the 2x2 problem in the plane orthogonal to it, well-posed even for exactly repeated eigenvalues,
+    so isotropic and axis-symmetric matrices need no special path. The plane's basis is the image
+    of (e_y, e_z) under the shortest-arc rotation e_x -> v, so the final frame is that rotation
+    followed by a rotation about x: the quaternion is a product of two known ones, never extracted
+    from a matrix. Errors are ~eps * largest eigenvalue (backward stable): use float64 when small
+    eigenvalues matter.
+    """
+    lam_iso, bottom = _isolated_eigenvalue(xx, yy, zz, xy, xz, yz)
+    vx, vy, vz = _null_vector(xx, yy, zz, xy, xz, yz, lam_iso)
+
+    # Shortest arc e_x -> v (vx >= 0 keeps 1 + vx >= 1): q_a = (1 + vx, 0, -vz, vy) / sqrt(2 (1 + vx)).
+    # Its images of e_y, e_z: u = (-vy, 1 - k vy^2, -k vy vz), w = (-vz, -k vy vz, 1 - k vz^2), k = 1/(1+vx).
+    one_vx = 1 + vx
+    k = torch.reciprocal(one_vx)
+    kvy = k * vy
+    m = kvy * vz
+    u = (-vy, 1 - kvy * vy, -m)
+    w = (-vz, -m, 1 - k * vz * vz)
+
+    # 2x2 matrix [[a, b], [b, c]] of M on span(u, w).
+    mu = _sym_matvec(xx, yy, zz, xy, xz, yz, u)
+    mw = _sym_matvec(xx, yy, zz, xy, xz, yz, w)
+    a, b, c = _dot(u, mu), _dot(u, mw), _dot(w, mw)
+    half = (a - c) * 0.5
+    mid = (a + c) * 0.5
+    radius = torch.hypot(half, b)
+    lam_hi, lam_lo = mid + radius, mid - radius
+    # Eigenvector (cos t, sin t) of lam_hi in (u, w) from the better-scaled row of the 2x2 matrix
+    # minus lam_hi; its sign is free, so take cos t >= 0 (keeps the half angle well-conditioned).
+    pos = half >= 0
+    ct = torch.where(pos, radius + half, b.abs()) + _NUDGE  # 2x2 block isotropic: t = 0
+    st = torch.where(pos, b, torch.copysign(radius - half, b))
+    inv = torch.rsqrt(torch.addcmul(ct * ct, st, st))
+    ct = ct * inv
+    st = st * inv
+    ch = torch.sqrt((1 + ct) * 0.5)  # cos(t/2) >= 1/sqrt(2)
+    sh = st / (2 * ch)  # sin(t/2)
+
+    # q = q_a (x) (ch, sh, 0, 0), with q_a's 1/sqrt(2(1+vx)) folded into (ch, sh).
+    scale = torch.sqrt(k * 0.5)
+    ch, sh = ch * scale, sh * scale
+    qw = one_vx * ch
+    qx = one_vx * sh
+    qy = torch.addcmul(vy * sh, vz, ch, value=-1)
+    qz = torch.addcmul(vy * ch, vz, sh)
+    # Frame (v, e_hi, e_lo) when the largest eigenvalue is isolated; otherwise (e_hi, e_lo, v),
+    # i.e. the same frame times the cyclic permutation x -> y -> z, quaternion (1, 1, 1, 1) / 2.
+    p, n, r, t = qw + qx, qw - qx, qy + qz, qy - qz
+    qw = torch.where(bottom, (n - r) * 0.5, qw)
+    qx = torch.where(bottom, (p + t) * 0.5, qx)
+    qy = torch.where(bottom, (n + r) * 0.5, qy)
+    qz = torch.where(bottom, (p - t) * 0.5, qz)
+    sign = torch.copysign(torch.ones_like(qw), qw)  # canonical w >= 0 (q, -q: same rotation)
+    quat = (qw * sign, qx * sign, qy * sign, qz * sign)
+
+    # Descending order; the min/max only absorb rounding-level disorder of near-isotropic input.
+    top_mid = torch.minimum(lam_hi, lam_iso)
+    bottom_mid = torch.maximum(lam_lo, lam_iso)
+    lam0 = torch.where(bottom, torch.maximum(lam_hi, bottom_mid), lam_iso)
+    lam1 = torch.where(bottom, bottom_mid, top_mid)
+    lam2 = torch.where(bottom, lam_iso, torch.minimum(lam_lo, top_mid))
+    return (lam0, lam1, lam2), quat
+
+
+def _sym_matvec(xx: Tensor, yy: Tensor, zz: Tensor, xy: Tensor, xz: Tensor, yz: Tensor, v: Triple) -> Triple:
+    return (
+        torch.addcmul(torch.addcmul(xx * v[0], xy, v[1]), xz, v[2]),
+        torch.addcmul(torch.addcmul(xy * v[0], yy, v[1]), yz, v[2]),
+        torch.addcmul(torch.addcmul(xz * v[0], yz, v[1]), zz, v[2]),
+    )
+
+
+def _dot(u: Triple, v: Triple) -> Tensor:
+    return torch.addcmul(torch.addcmul(u[0] * v[0], u[1], v[1]), u[2], v[2])
