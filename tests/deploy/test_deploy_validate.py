@@ -58,7 +58,7 @@ def tree(tmp_path: Path) -> Path:
         src, dst = ROOT / rel, tmp_path / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
         if src.is_dir():
-            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
+            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__", "*.pt", "*.onnx*"))
         else:
             shutil.copy2(src, dst)
     for rel in STAND_INS:
