@@ -28,6 +28,9 @@ async def health(services: ServicesDep) -> HealthResponse:
         triton_ready=ready if backend.name == "triton" else None,
         model_id=backend.model_id,
         version=__version__,
+        detail=None
+        if ready
+        else getattr(backend, "load_error", None) or f"the {backend.name} backend is not ready",
     )
 
 

@@ -47,6 +47,7 @@ class HealthResponse(BaseModel):
     triton_ready: bool | None
     model_id: str
     version: str
+    detail: str | None = None
 
 
 class CacheStats(BaseModel):

@@ -243,24 +243,31 @@ class JobService:
         )
         for file in files:
             await self._process_file(job, file["idx"], file["stem"], formats)
-        states = [
-            row["state"]
-            for row in await self.db.fetch_all("SELECT state FROM job_files WHERE job_id = ?", (job_id,))
-        ]
-        final = (
-            "completed"
-            if all(s == "done" for s in states)
-            else "failed"
-            if "done" not in states
-            else "partial"
+        rows = await self.db.fetch_all("SELECT state FROM job_files WHERE job_id = ?", (job_id,))
+        done = sum(row["state"] == "done" for row in rows)
+        if done == len(rows):
+            await self._finish(job_id, "completed", None)
+        elif done:
+            await self._finish(job_id, "partial", None)
+        else:
+            await self._finish(job_id, "failed", "every file failed")
+
+    async def _set_file(self, job_id: str, idx: int, assignments: str, params: tuple[Any, ...]) -> None:
+        """Change one file's row and bump the job's version together, so watchers see it."""
+        await self.db.execute_many(
+            [
+                (f"UPDATE job_files SET {assignments} WHERE job_id = ? AND idx = ?", (*params, job_id, idx)),
+                (
+                    "UPDATE jobs SET version = version + 1, updated_at = ? WHERE job_id = ?",
+                    (time.time(), job_id),
+                ),
+            ]
         )
-        await self._finish(job_id, final, None if final != "failed" else "every file failed")
+        await self._notify()
 
     async def _process_file(self, job: dict[str, Any], idx: int, stem: str, formats: tuple[str, ...]) -> None:
         job_id = job["job_id"]
-        await self._update(
-            "UPDATE job_files SET state = 'running' WHERE job_id = ? AND idx = ?", (job_id, idx)
-        )
+        await self._set_file(job_id, idx, "state = 'running'", ())
         image = await self.store.read(job_id, input_name(idx))
         start = time.perf_counter()
         outputs: dict[str, str] = {}
@@ -276,20 +283,13 @@ class JobService:
                 await self.store.write(job_id, files)
                 outputs[fmt] = name
         except (MLSharpError, GatewayError) as error:
-            await self._update(
-                "UPDATE job_files SET state = 'failed', error = ? WHERE job_id = ? AND idx = ?",
-                (str(error), job_id, idx),
-            )
+            await self._set_file(job_id, idx, "state = 'failed', error = ?", (str(error),))
             return
         if outputs:
             outputs["metadata"] = f"{idx:02d}_{stem}.json"
-        await self._update(
-            "UPDATE job_files SET state = 'done', outputs = ?, processing_time = ? "
-            "WHERE job_id = ? AND idx = ?",
-            (json.dumps(outputs), round(time.perf_counter() - start, 3), job_id, idx),
-        )
-        await self._update(
-            "UPDATE jobs SET version = version + 1, updated_at = ? WHERE job_id = ?", (time.time(), job_id)
+        elapsed = round(time.perf_counter() - start, 3)
+        await self._set_file(
+            job_id, idx, "state = 'done', outputs = ?, processing_time = ?", (json.dumps(outputs), elapsed)
         )
 
     async def _infer_with_retry(self, image: bytes, params: PredictParams) -> Any:

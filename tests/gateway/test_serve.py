@@ -1,0 +1,60 @@
+"""``python -m gateway serve`` as a user runs it: a real process on a free port."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_serve_without_a_checkpoint_answers_and_says_why(tmp_path: Path) -> None:
+    port = free_port()
+    env = {**os.environ, "MLSHARP_RESULTS_DIR": str(tmp_path / "results"), "MLSHARP_LOCAL_DOWNLOAD": "false"}
+    env["TORCH_HOME"] = str(tmp_path / "torch-home")  # no cached official checkpoint
+    command = [
+        sys.executable,
+        "-m",
+        "gateway",
+        "serve",
+        "--port",
+        str(port),
+        "--log-file",
+        str(tmp_path / "g.log"),
+    ]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        health = None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/v1/health", timeout=2).json()
+                if health["detail"] != "the local backend is not ready":
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        assert health is not None, process.stdout.read().decode() if process.stdout else ""
+        assert health["status"] == "degraded" and health["backend"] == "local"
+        assert "checkpoint" in health["detail"].lower()
+        refused = httpx.post(
+            f"http://127.0.0.1:{port}/v1/predict", files={"file": ("a.png", b"\x89PNG\r\n\x1a\n")}, timeout=10
+        )
+        assert refused.status_code in (400, 503)
+        ready = httpx.get(f"http://127.0.0.1:{port}/v1/ready", timeout=5)
+        assert ready.status_code == 503 and "checkpoint" in ready.json()["message"].lower()
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    assert process.returncode == 0
+    assert '"msg": "gateway started"' in (tmp_path / "g.log").read_text()
