@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # One-shot export of the SHARP network into a Triton model repository on the shared volume.
-#  - Uses the checkpoint at $MLSHARP_CHECKPOINT when that file exists (a mounted copy), else lets
-#    `python -m export` download the official one into the torch hub cache ($TORCH_HOME).
-#  - Writes into a staging folder and swaps it in with a rename, so Triton never sees half a
-#    repository; writes $MARKER last. Skips the work when the marker says the same export is
-#    already there (set MLSHARP_EXPORT_FORCE=1 to redo it).
+#  - Uses the checkpoint at $MLSHARP_CHECKPOINT when that file exists (a mounted copy); otherwise
+#    downloads the official one once into the torch hub cache ($TORCH_HOME/hub/checkpoints).
+#  - Runs `python -m export` into a staging folder on the same volume and swaps the finished
+#    repository in with a rename, so Triton never sees half a repository; writes $MARKER last.
+#    The export manifest is kept beside it; the intermediate ONNX files are removed.
+#  - Skips the work when the marker says the same export is already there
+#    (MLSHARP_EXPORT_FORCE=1 redoes it).
 set -euo pipefail
 
 ROOT="${MLSHARP_MODELS_ROOT:-/models}"
@@ -13,41 +15,64 @@ MARKER="${MLSHARP_EXPORT_MARKER:-$ROOT/export-complete.json}"
 PRESET="${MLSHARP_EXPORT_PRESET:-full}"
 TARGET="${MLSHARP_EXPORT_TARGET:-gpu}"
 PRECISION="${MLSHARP_EXPORT_PRECISION:-fp16}"
+ACCELERATOR="${MLSHARP_EXPORT_GPU_ACCELERATOR:-tensorrt}"
 CHECKPOINT="${MLSHARP_CHECKPOINT:-/checkpoints/sharp_2572gikvuh.pt}"
 FORCE="${MLSHARP_EXPORT_FORCE:-0}"
 # shellcheck disable=SC2206
 EXTRA=(${MLSHARP_EXPORT_EXTRA_ARGS:-})
 
-args=(--preset "$PRESET" --target "$TARGET" --precision "$PRECISION")
+args=(--preset "$PRESET" --target "$TARGET" --precision "$PRECISION" --formats onnx)
+if [ "$TARGET" = "gpu" ]; then
+  args+=(--gpu-accelerator "$ACCELERATOR")
+fi
 if [ -f "$CHECKPOINT" ]; then
   ckpt_id="file:$(basename "$CHECKPOINT"):$(stat -c %s "$CHECKPOINT")"
-  args+=(--checkpoint "$CHECKPOINT")
-  echo "export: using mounted checkpoint $CHECKPOINT"
 else
   ckpt_id="official-download"
-  echo "export: no file at $CHECKPOINT; the official checkpoint will be downloaded to ${TORCH_HOME:-~/.cache/torch}/hub/checkpoints"
 fi
-want="{\"preset\": \"$PRESET\", \"target\": \"$TARGET\", \"precision\": \"$PRECISION\", \"checkpoint\": \"$ckpt_id\", \"extra\": \"${EXTRA[*]}\"}"
+want="{\"preset\": \"$PRESET\", \"target\": \"$TARGET\", \"precision\": \"$PRECISION\", \"accelerator\": \"$ACCELERATOR\", \"checkpoint\": \"$ckpt_id\", \"extra\": \"${EXTRA[*]}\"}"
 
 if [ "$FORCE" != "1" ] && [ -f "$MARKER" ] && [ -d "$REPO" ] && grep -qF "${want%\}}," "$MARKER"; then
   echo "export: $REPO already holds this export ($want); nothing to do (MLSHARP_EXPORT_FORCE=1 redoes it)"
   exit 0
 fi
 
+if [ -f "$CHECKPOINT" ]; then
+  echo "export: using mounted checkpoint $CHECKPOINT"
+  ckpt="$CHECKPOINT"
+else
+  ckpt="$(python -c 'from mlsharp.checkpoint import default_checkpoint_path; print(default_checkpoint_path())')"
+  if [ -f "$ckpt" ]; then
+    echo "export: using the cached official checkpoint $ckpt"
+  else
+    echo "export: no file at $CHECKPOINT; downloading the official checkpoint (~2.6 GB) to $ckpt"
+    python -c 'from mlsharp.checkpoint import CHECKPOINT_URL, default_checkpoint_path, download_checkpoint
+download_checkpoint(CHECKPOINT_URL, default_checkpoint_path())'
+  fi
+fi
+args+=(--checkpoint "$ckpt")
+
 staging="$ROOT/.staging-$$"
-rm -rf "$staging"
+rm -rf "$ROOT"/.staging-*
 mkdir -p "$staging"
 trap 'rm -rf "$staging"' EXIT
-echo "export: python -m export ${args[*]} ${EXTRA[*]} --out $staging"
+echo "export: python -m export ${args[*]} ${EXTRA[*]} --out $staging/work --repository $staging/repository"
 start=$(date +%s)
-python -m export "${args[@]}" "${EXTRA[@]}" --out "$staging"
+python -m export "${args[@]}" "${EXTRA[@]}" --out "$staging/work" --repository "$staging/repository"
+if [ ! -d "$staging/repository" ]; then
+  echo "export: python -m export wrote no repository" >&2
+  exit 1
+fi
 
 rm -f "$MARKER"
 if [ -d "$REPO" ]; then
   rm -rf "$REPO.old"
   mv "$REPO" "$REPO.old"
 fi
-mv "$staging" "$REPO"
+mv "$staging/repository" "$REPO"
 rm -rf "$REPO.old"
+if [ -f "$staging/work/export_manifest.json" ]; then
+  cp "$staging/work/export_manifest.json" "$ROOT/export_manifest.json"
+fi
 printf '%s\n' "${want%\}}, \"seconds\": $(( $(date +%s) - start )), \"finished\": \"$(date -u +%FT%TZ)\"}" > "$MARKER"
 echo "export: done, $(du -sh "$REPO" | cut -f1) in $REPO"

@@ -18,22 +18,36 @@ ROOT = Path(__file__).resolve().parents[2]
 EXPORT = ROOT / "docker" / "export-entrypoint.sh"
 START = ROOT / "docker" / "triton-start.sh"
 
-# Stand-in for `python -m export ... --out DIR`: writes a tiny model repository, logs its argv,
-# and fails when FAKE_EXPORT_FAIL is set.
-FAKE_PYTHON = """#!/usr/bin/env bash
+# Stand-in for `python`: `-c` snippets of the checkpoint step (path / download) and
+# `python -m export ... --out DIR --repository DIR`, which writes a tiny model repository and a
+# manifest, logs its argv, and fails when FAKE_EXPORT_FAIL is set.
+FAKE_PYTHON = r"""#!/usr/bin/env bash
 set -euo pipefail
 echo "$*" >> "$FAKE_LOG"
+if [ "$1" = "-c" ]; then
+  ckpt="$TORCH_HOME/hub/checkpoints/sharp_2572gikvuh.pt"
+  case "$2" in
+    *download_checkpoint\(*) mkdir -p "$(dirname "$ckpt")"; printf 'weights' > "$ckpt" ;;
+    *) echo "$ckpt" ;;
+  esac
+  exit 0
+fi
 [ "${FAKE_EXPORT_FAIL:-0}" = "1" ] && { echo "export failed" >&2; exit 7; }
-out=""
+out="" repo=""
 while [ $# -gt 0 ]; do
-  if [ "$1" = "--out" ]; then out="$2"; fi
+  case "$1" in
+    --out) out="$2" ;;
+    --repository) repo="$2" ;;
+  esac
   shift
 done
+mkdir -p "$out"
+echo '{"ok": true}' > "$out/export_manifest.json"
 for m in preprocess sharp postprocess mlsharp; do
-  mkdir -p "$out/$m/1"
-  echo "name: \\"$m\\"" > "$out/$m/config.pbtxt"
+  mkdir -p "$repo/$m/1"
+  echo "name: \"$m\"" > "$repo/$m/config.pbtxt"
 done
-echo "run $(wc -l < "$FAKE_LOG")" > "$out/sharp/1/model.onnx"
+echo "run $(grep -c -- '-m export' "$FAKE_LOG")" > "$repo/sharp/1/model.onnx"
 """
 
 FAKE_TRITON = """#!/usr/bin/env bash
@@ -79,16 +93,22 @@ def test_export_writes_repository_then_marker_and_skips_a_repeat(env: dict[str, 
     assert marker["preset"] == "full" and marker["target"] == "gpu" and marker["precision"] == "fp16"
     assert marker["checkpoint"] == "official-download"
     assert not list(models.glob(".staging-*"))
-    calls = Path(env["FAKE_LOG"]).read_text().splitlines()
-    assert calls[0].startswith("-m export --preset full --target gpu --precision fp16 --out ")
-    assert "--checkpoint" not in calls[0]
+    assert (models / "export_manifest.json").is_file()
+    downloaded = Path(env["TORCH_HOME"]) / "hub/checkpoints/sharp_2572gikvuh.pt"
+    assert downloaded.read_text() == "weights"
+    calls = [c for c in Path(env["FAKE_LOG"]).read_text().splitlines() if c.startswith("-m export")]
+    assert calls[0].startswith(
+        "-m export --preset full --target gpu --precision fp16 --formats onnx --gpu-accelerator tensorrt "
+        f"--checkpoint {downloaded} --out "
+    )
 
     again = run(EXPORT, env)
     assert again.returncode == 0 and "nothing to do" in again.stdout
-    assert len(Path(env["FAKE_LOG"]).read_text().splitlines()) == 1
+    assert len([c for c in Path(env["FAKE_LOG"]).read_text().splitlines() if c.startswith("-m export")]) == 1
 
     forced = run(EXPORT, env, MLSHARP_EXPORT_FORCE="1")
     assert forced.returncode == 0, forced.stderr
+    assert "using the cached official checkpoint" in forced.stdout
     assert (repo / "sharp/1/model.onnx").read_text().strip() == "run 2"
 
 
