@@ -40,7 +40,16 @@ def known_formats() -> tuple[str, ...]:
     return tuple(format_labels())
 
 
+def file_suffix(fmt: str) -> str:
+    """The format's extension, with the format name in front when formats share it
+    (``ply-clean`` -> ``.ply-clean.ply``) so one job's files never collide."""
+    labels = format_labels()
+    extension = labels[fmt].extension
+    shared = sum(label.extension == extension for label in labels.values()) > 1
+    return f".{fmt}{extension}" if shared and extension != f".{fmt}" else extension
+
+
 def output_name(fmt: str, *, stem: str = "output", random_weights: bool = False) -> str:
     """File name of one result; random-weight results are stamped, as the CLI stamps them."""
     stamp = ".RANDOM-WEIGHTS" if random_weights else ""
-    return f"{stem}{stamp}{format_labels()[fmt].extension}"
+    return f"{stem}{stamp}{file_suffix(fmt)}"

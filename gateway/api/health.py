@@ -7,9 +7,15 @@ from fastapi import APIRouter
 from gateway import __version__
 from gateway.api.deps import ServicesDep
 from gateway.api.schemas import HealthResponse, StatsResponse, StatusMessage, error_responses
+from gateway.backends import InferenceBackend
 from gateway.errors import BackendUnavailable
 
 router = APIRouter(prefix="/v1", tags=["health"])
+
+
+def not_ready_reason(backend: InferenceBackend) -> str:
+    """The load error where the backend knows one (e.g. no checkpoint), else a generic reason."""
+    return getattr(backend, "load_error", None) or f"the {backend.name} backend is not ready"
 
 
 @router.get("/health", response_model=HealthResponse)
@@ -38,7 +44,7 @@ async def health(services: ServicesDep) -> HealthResponse:
 async def ready(services: ServicesDep) -> StatusMessage:
     """Readiness probe: 503 until the backend (model or Triton) can serve."""
     if not await services.backend.ready():
-        raise BackendUnavailable(f"The {services.backend.name} backend is not ready.")
+        raise BackendUnavailable(f"The backend is not ready: {not_ready_reason(services.backend)}.")
     return StatusMessage(status="success", message="ready")
 
 

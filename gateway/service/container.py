@@ -100,6 +100,7 @@ class Services:
         await self.backend.close()
         await self.cache.close()
         await self.db.close()
+        log.info("gateway stopped")
 
     async def refresh_gauges(self) -> int:
         """Point-in-time gauges (jobs waiting, model id once loaded) before a scrape or /stats."""

@@ -17,28 +17,6 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-try:  # TEMPORARY until the core package's mlsharp.formats lands: the interface-doc values
-    from mlsharp.formats import FORMAT_INFO  # noqa: F401
-except ImportError:
-    import sys
-    import types
-    from dataclasses import dataclass
-
-    @dataclass(frozen=True)
-    class _Info:
-        extension: str
-        media_type: str
-
-    _stub = types.ModuleType("mlsharp.formats")
-    _stub.OUTPUT_FORMATS = ("ply", "ply-clean", "spz", "splat")  # type: ignore[attr-defined]
-    _stub.FORMAT_INFO = {  # type: ignore[attr-defined]
-        "ply": _Info(".ply", "application/octet-stream"),
-        "ply-clean": _Info(".clean.ply", "application/octet-stream"),
-        "spz": _Info(".spz", "application/octet-stream"),
-        "splat": _Info(".splat", "application/octet-stream"),
-    }
-    sys.modules["mlsharp.formats"] = _stub
-
 from PIL import Image
 
 from gateway.backends.base import Admission, InferenceResult, no_gpu

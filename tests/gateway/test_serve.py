@@ -56,5 +56,6 @@ def test_serve_without_a_checkpoint_answers_and_says_why(tmp_path: Path) -> None
     finally:
         process.terminate()
         process.wait(timeout=30)
-    assert process.returncode == 0
-    assert '"msg": "gateway started"' in (tmp_path / "g.log").read_text()
+    assert process.returncode in (0, -15)  # uvicorn re-raises SIGTERM after a graceful shutdown
+    log = (tmp_path / "g.log").read_text()
+    assert '"msg": "gateway started"' in log and '"msg": "gateway stopped"' in log

@@ -203,3 +203,13 @@ def test_admission_refuses_when_slots_and_queue_are_full() -> None:
         return outcomes
 
     assert asyncio.run(scenario()) == ["429 retry 7", "ok", "ok", "ok"]
+
+
+def test_output_names_never_collide_between_formats() -> None:
+    from gateway.formats import known_formats, output_name
+
+    names = [output_name(fmt, stem="00_cat") for fmt in known_formats()]
+    assert len(set(names)) == len(names)
+    assert output_name("ply") == "output.ply"
+    assert output_name("ply-clean") == "output.ply-clean.ply"
+    assert output_name("spz", random_weights=True) == "output.RANDOM-WEIGHTS.spz"
