@@ -84,10 +84,12 @@ RUN pip install --index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}" \
 
 COPY --chmod=0755 docker/triton-start.sh /opt/mlsharp/bin/triton-start.sh
 
-# Non-root user; /models and the torch hub cache are volume mount points it owns.
+# Non-root user; /models, the torch hub cache and the TensorRT engine cache (the path that the
+# generated config.pbtxt names, mlsharp.triton.models.RepositoryOptions.trt_cache_dir) are volume
+# mount points it owns.
 RUN useradd --uid "${APP_UID}" --create-home --shell /usr/sbin/nologin mlsharp \
- && mkdir -p /models /cache/torch /cache/trt \
- && chown -R "${APP_UID}:${APP_UID}" /models /cache
+ && mkdir -p /models /cache/torch /tmp/mlsharp-trt-cache \
+ && chown -R "${APP_UID}:${APP_UID}" /models /cache /tmp/mlsharp-trt-cache
 ENV TORCH_HOME=/cache/torch \
     MLSHARP_MODEL_REPOSITORY=/models
 USER ${APP_UID}
