@@ -46,8 +46,8 @@ def test_means_and_covariances_match_float64(camera: CameraInfo, size: int) -> N
     linear = unprojection_matrix(camera, size)[:3, :3].double().numpy()
     expected_means = raw["means"].double().numpy() @ linear.T
     np.testing.assert_allclose(g.means.numpy(), expected_means, rtol=1e-6, atol=1e-6)
-    np.testing.assert_allclose(expected_means, raw["means"].double().numpy() @ ideal_linear(
-        camera.focal_px, camera.width_px, camera.height_px).T, rtol=1e-5, atol=1e-5)  # fmt: skip
+    ideal = ideal_linear(camera.focal_px, camera.width_px, camera.height_px)
+    np.testing.assert_allclose(g.means.numpy(), raw["means"].double().numpy() @ ideal.T, rtol=1e-5, atol=1e-5)
     expected = covariances_np(raw["quaternions"].numpy(), raw["singular_values"].numpy(), linear)
     assert _cov_rel_err(g, expected).max() < 1e-6
     # Scales are the square roots of the eigenvalues, descending, each to float32 precision
