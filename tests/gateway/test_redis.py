@@ -4,7 +4,6 @@ never fails a request (a metric and a warning say so instead)."""
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -15,6 +14,7 @@ import redis
 from fastapi.testclient import TestClient
 
 from gateway.app import create_app
+from mlsharp.triton.server import free_port
 from tests.gateway.support import FakeBackend, png_bytes, wait_for
 
 REDIS_SERVER = shutil.which("redis-server")
@@ -22,12 +22,6 @@ NO_PERSISTENCE = ("--save", "", "--appendonly", "no", "--dir")
 pytestmark = pytest.mark.skipif(
     REDIS_SERVER is None, reason="redis-server is not installed (Debian package redis-server)"
 )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class RedisProcess:
