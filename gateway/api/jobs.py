@@ -13,7 +13,7 @@ from fastapi.responses import FileResponse, StreamingResponse
 
 from gateway.api.deps import BaseUrl, PredictPrincipal, ServicesDep, read_upload
 from gateway.api.schemas import JobAccepted, JobStatus, error_responses, job_status
-from gateway.errors import GatewayError, PayloadTooLarge, Unprocessable
+from gateway.errors import GatewayError, NotFound, PayloadTooLarge, Unprocessable
 from gateway.ids import safe_stem
 from gateway.service.inputs import check_image, check_params
 from mlsharp.errors import MLSharpError
@@ -98,12 +98,15 @@ async def job_events(
     await services.jobs.get(job_id, principal)  # 404 before the stream starts
 
     async def stream() -> AsyncIterator[str]:
-        async for job in services.jobs.watch(job_id, principal):
-            if job is None:
-                yield ": keep-alive\n\n"
-                continue
-            body = job_status(job, base_url).model_dump_json()
-            yield f"event: job\nid: {job['version']}\ndata: {body}\n\n"
+        try:
+            async for job in services.jobs.watch(job_id, principal):
+                if job is None:
+                    yield ": keep-alive\n\n"
+                    continue
+                body = job_status(job, base_url).model_dump_json()
+                yield f"event: job\nid: {job['version']}\ndata: {body}\n\n"
+        except NotFound:  # expired (TTL) while someone was still watching
+            pass
         yield f"event: end\ndata: {json.dumps({'job_id': job_id})}\n\n"
 
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
