@@ -28,6 +28,9 @@ export function cameraFromMetadata(meta) {
   };
   let intrinsic = m.intrinsic ?? m.intrinsics ?? cam.intrinsic ?? cam.intrinsics;
   if (Array.isArray(intrinsic) && Array.isArray(intrinsic[0])) intrinsic = intrinsic.flat();
+  if (intrinsic && !Array.isArray(intrinsic) && Array.isArray(intrinsic.matrix)) {
+    intrinsic = { ...intrinsic, focal_px: intrinsic.focal_px ?? intrinsic.matrix.flat()[0] };
+  }
   const intrinsicF = Array.isArray(intrinsic) ? intrinsic[0] : intrinsic && intrinsic.focal_px;
   const size = m.image_size ?? cam.image_size;
   const sizeW = Array.isArray(size) ? size[0] : size && (size.width ?? size.width_px);
@@ -35,8 +38,8 @@ export function cameraFromMetadata(meta) {
   const width = num(m.width_px, cam.width_px, m.width, sizeW, Array.isArray(intrinsic) ? 2 * intrinsic[2] : null);
   const height = num(m.height_px, cam.height_px, m.height, sizeH, Array.isArray(intrinsic) ? 2 * intrinsic[5] : null);
   const focal = num(m.focal_px, cam.focal_px, intrinsicF);
-  let fovY = null;
-  if (focal && height) fovY = (2 * Math.atan(height / (2 * focal)) * 180) / Math.PI;
+  let fovY = num(m.vertical_fov_deg, cam.vertical_fov_deg);
+  if (!fovY && focal && height) fovY = (2 * Math.atan(height / (2 * focal)) * 180) / Math.PI;
   // Middle depth: 1 / mean of the disparity quantiles when present.
   const disp = m.disparity_quantiles ?? m.disparity ?? m.disparity_range;
   let depth = num(m.median_depth, m.depth_median);

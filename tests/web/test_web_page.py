@@ -20,6 +20,18 @@ def _open(page, url: str) -> None:
     page.wait_for_selector("body[data-ready=true]")
 
 
+def _wait_job_done(page, timeout_ms: int = 100_000) -> None:
+    """Wait for the newest job to end; fail at once, with the page's words, if it did not succeed."""
+    job = page.locator("article.job").first
+    page.wait_for_selector(
+        "article.job:is([data-state=succeeded],[data-state=failed],[data-state=partial],"
+        "[data-state=cancelled],[data-state=expired])",
+        timeout=timeout_ms,
+    )
+    state = job.get_attribute("data-state")
+    assert state == "succeeded", f"job ended {state}: {job.inner_text()}"
+
+
 def _choose(page, name: str, data: bytes, mime: str = "image/jpeg") -> None:
     page.set_input_files("#file-input", files=[{"name": name, "mimeType": mime, "buffer": data}])
 
@@ -40,7 +52,7 @@ def test_photo_to_3d_preview(page, gateway_server, tmp_path, request):
         "() => ['running', 'succeeded'].includes(document.querySelector('.job-file')?.dataset.state)",
         timeout=60_000,
     )
-    page.wait_for_selector("article.job[data-state=succeeded]", timeout=100_000)
+    _wait_job_done(page)
     page.wait_for_selector("#viewer[data-state=rendered]", timeout=100_000)
 
     canvas = page.locator("#viewer canvas")
@@ -93,7 +105,7 @@ def test_corrupt_upload_is_explained_and_page_keeps_working(page, gateway_server
     # The page still works: a good photo goes through, and the error is gone.
     _choose(page, "good.jpg", photo_like_jpeg(320, 240))
     page.click("#submit")
-    page.wait_for_selector("article.job[data-state=succeeded]", timeout=100_000)
+    _wait_job_done(page)
     assert page.locator("#form-error").is_hidden()
     assert page.locator(".job-file .file-name").first.text_content() == "good.jpg"
     assert page.locator(".job-file .downloads a").count() >= 2
