@@ -46,10 +46,7 @@ async def submit_job(
 ) -> dict:
     settings = services.settings
     formats = _formats(format, settings.formats_default)
-    for fmt in formats:
-        check_params(fmt, focal_px, focal_mm, fmt)
-    if len(formats) > 8:
-        raise Unprocessable("At most 8 formats per job.")
+    checked = [check_params(fmt, focal_px, focal_mm, fmt) for fmt in formats]  # names and focal
     if not files:
         raise Unprocessable("Send at least one file in the 'files' field.")
     if len(files) > settings.job_max_files:
@@ -65,7 +62,10 @@ async def submit_job(
             error.args = (f"{upload.filename or 'file'}: {error}",)  # say which file of the batch
             raise
         uploads.append((upload.filename or "image", safe_stem(upload.filename), data))
-    job_id = await services.jobs.submit(principal.name, uploads, formats, focal_px, focal_mm, base_url)
+    focal = checked[0]
+    job_id = await services.jobs.submit(
+        principal.name, uploads, formats, focal.focal_px, focal.focal_mm, base_url
+    )
     return {
         "job_id": job_id,
         "status_url": f"{base_url}/v1/jobs/{job_id}",
