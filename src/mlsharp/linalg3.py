@@ -108,14 +108,17 @@ def eigh3_quaternion(
     lam_iso, bottom = _isolated_eigenvalue(xx, yy, zz, xy, xz, yz)
     vx, vy, vz = _null_vector(xx, yy, zz, xy, xz, yz, lam_iso)
 
-    # Shortest arc e_x -> v (vx >= 0 keeps 1 + vx >= 1): q_a = (1 + vx, 0, -vz, vy) / sqrt(2 (1 + vx)).
-    # Its images of e_y, e_z: u = (-vy, 1 - k vy^2, -k vy vz), w = (-vz, -k vy vz, 1 - k vz^2), k = 1/(1+vx).
+    # Shortest arc e_x -> v (vx >= 0 keeps 1 + vx >= 1): q_a = (1 + vx, 0, -vz, vy) / sqrt(2 (1 + vx))
+    # maps (e_y, e_z) to (-vy, 1 - k vy^2, -k vy vz), (-vz, -k vy vz, 1 - k vz^2), k = 1 / (1 + vx).
+    # We work with the negated pair u, w (cheaper: no negations). The 2x2 matrix below is the same
+    # for both pairs, and an eigenvector found in (u, w) coordinates is, in the q_a pair's
+    # coordinates, the same eigenvector with its (free) sign flipped, so the angle carries over.
     one_vx = 1 + vx
     k = torch.reciprocal(one_vx)
     kvy = k * vy
     m = kvy * vz
-    u = (-vy, 1 - kvy * vy, -m)
-    w = (-vz, -m, 1 - k * vz * vz)
+    u = (vy, kvy * vy - 1, m)
+    w = (vz, m, k * vz * vz - 1)
 
     # 2x2 matrix [[a, b], [b, c]] of M on span(u, w).
     mu = _sym_matvec(xx, yy, zz, xy, xz, yz, u)
@@ -125,24 +128,24 @@ def eigh3_quaternion(
     mid = (a + c) * 0.5
     radius = torch.hypot(half, b)
     lam_hi, lam_lo = mid + radius, mid - radius
-    # Eigenvector (cos t, sin t) of lam_hi in (u, w) from the better-scaled row of the 2x2 matrix
-    # minus lam_hi; its sign is free, so take cos t >= 0 (keeps the half angle well-conditioned).
+    # Eigenvector (cos t, sin t) of lam_hi from the better-scaled row of the 2x2 matrix minus
+    # lam_hi; its sign is free, so take cos t >= 0 (keeps the half angle well-conditioned).
     pos = half >= 0
     ct = torch.where(pos, radius + half, b.abs()) + _NUDGE  # 2x2 block isotropic: t = 0
     st = torch.where(pos, b, torch.copysign(radius - half, b))
     inv = torch.rsqrt(torch.addcmul(ct * ct, st, st))
     ct = ct * inv
     st = st * inv
-    ch = torch.sqrt((1 + ct) * 0.5)  # cos(t/2) >= 1/sqrt(2)
-    sh = st / (2 * ch)  # sin(t/2)
-
-    # q = q_a (x) (ch, sh, 0, 0), with q_a's 1/sqrt(2(1+vx)) folded into (ch, sh).
+    # (cos(t/2), sin(t/2)) = (sqrt((1 + cos t) / 2), sin t / (2 cos(t/2))), each times q_a's
+    # normalisation scale = 1 / sqrt(2 (1 + vx)) (so sin_half = sin t * scale^2 / (2 cos_half)).
     scale = torch.sqrt(k * 0.5)
-    ch, sh = ch * scale, sh * scale
-    qw = one_vx * ch
-    qx = one_vx * sh
-    qy = torch.addcmul(vy * sh, vz, ch, value=-1)
-    qz = torch.addcmul(vy * ch, vz, sh)
+    cos_half = torch.sqrt((1 + ct) * 0.5) * scale
+    sin_half = st * (k * 0.25) / cos_half
+    # q = q_a (x) (cos(t/2), sin(t/2), 0, 0)
+    qw = one_vx * cos_half
+    qx = one_vx * sin_half
+    qy = torch.addcmul(vy * sin_half, vz, cos_half, value=-1)
+    qz = torch.addcmul(vy * cos_half, vz, sin_half)
     # Frame (v, e_hi, e_lo) when the largest eigenvalue is isolated; otherwise (e_hi, e_lo, v),
     # i.e. the same frame times the cyclic permutation x -> y -> z, quaternion (1, 1, 1, 1) / 2.
     p, n, r, t = qw + qx, qw - qx, qy + qz, qy - qz

@@ -120,6 +120,9 @@ def test_cpu_chunks_and_threads_match_a_single_pass(monkeypatch: pytest.MonkeyPa
     raw = raw_gaussians(3 * 1024 + 17, seed=5)
     monkeypatch.setattr(gmod, "CPU_CHUNK", 1024)
     chunked = _unproject(raw, camera, size)
+    with torch.inference_mode():  # pool threads must honour the caller's (thread-local) mode
+        chunked_inference = _unproject(raw, camera, size)
+    assert torch.equal(chunked_inference.scales, chunked.scales)
     monkeypatch.setattr(gmod, "CPU_CHUNK", 1 << 30)
     whole = _unproject(raw, camera, size)
     torch.testing.assert_close(chunked.scales, whole.scales, rtol=1e-6, atol=0)

@@ -47,7 +47,7 @@ def vertex_array(gaussians: Gaussians3D) -> np.ndarray:
     return np.concatenate([c.numpy() for c in columns], axis=1)
 
 
-def _metadata_elements(gaussians: Gaussians3D, camera: CameraInfo) -> list[tuple[str, np.ndarray]]:
+def metadata_elements(gaussians: Gaussians3D, camera: CameraInfo) -> list[tuple[str, np.ndarray]]:
     """ml-sharp's extra one-property elements, in file order, as (name, little-endian array)."""
     f, w, h = camera.focal_px, camera.width_px, camera.height_px
     lo, hi = attributes.disparity_quantiles(gaussians.means)
@@ -77,7 +77,7 @@ def _header(num_vertices: int, extras: list[tuple[str, np.ndarray]], comments: l
 
 def _parts(gaussians: Gaussians3D, camera: CameraInfo | None, *, random_weights: bool) -> list[object]:
     """Header, vertex data and extra elements as buffer-protocol objects (no copies)."""
-    extras = _metadata_elements(gaussians, camera) if camera is not None else []
+    extras = metadata_elements(gaussians, camera) if camera is not None else []
     comments = [RANDOM_WEIGHTS_COMMENT] if random_weights else []
     vertices = vertex_array(gaussians)  # (N, 14)
     return [_header(gaussians.num_gaussians, extras, comments), memoryview(vertices).cast("B")] + [
