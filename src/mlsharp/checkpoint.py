@@ -176,7 +176,12 @@ def load_predictor(
     device: str | torch.device = "cpu",
     download: bool = True,
 ) -> LoadedPredictor:
-    """Build the network for `preset` with official/given weights, or random ones (clearly labelled)."""
+    """Build the network for `preset` with official/given weights, or random ones (clearly labelled).
+
+    model_id: OFFICIAL_MODEL_ID for the full preset loaded from a file named like the official one
+    (the default cache path included), otherwise `<preset>-<sha256[:12]>`; random weights give
+    `random-<preset>-seed<seed>`.
+    """
     config = get_preset(preset) if isinstance(preset, str) else preset
     if random_weights:
         if checkpoint is not None:

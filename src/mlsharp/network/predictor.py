@@ -3,7 +3,8 @@
 Module attributes are named and registered like the reference `RGBGaussianPredictor`, so the
 official checkpoint loads with strict=True and state_dict order matches. The forward is
 export-friendly: tensor-only inputs and outputs, a symbolic batch axis, no data-dependent
-Python control flow, no in-place ops.
+Python control flow, no in-place ops. Exporting with a symbolic batch needs an example batch
+of at least 2: torch.export specialises dimensions of size 1.
 """
 
 from __future__ import annotations
