@@ -19,7 +19,7 @@ from httpx import Response
 from gateway.app import create_app
 from gateway.ids import new_id
 from gateway.service.auth import hash_key
-from tests.gateway.support import FakeBackend, jpeg_bytes, png_bytes
+from tests.gateway.support import FakeBackend, jpeg_bytes, png_bytes, wait_for
 
 MB = 1024 * 1024
 
@@ -387,7 +387,7 @@ def test_overloaded_backend_answers_429_with_retry_after(make_settings) -> None:
             target=lambda: results.append(client.post("/v1/predict", files={"file": ("a.png", GOOD)}))
         )
         first.start()
-        time.sleep(0.3)
+        wait_for(lambda: backend.admission.in_flight == 1)
         busy = client.post("/v1/predict", files={"file": ("b.png", png_bytes(9, 9))})
         first.join()
     _check(busy, 429, "The server is busy")

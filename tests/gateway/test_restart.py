@@ -18,7 +18,7 @@ from tests.gateway.support import FakeBackend, Receiver, png_bytes, wait_for
 
 def test_restart_mid_job_resumes_the_job_and_its_webhook(make_settings) -> None:
     receiver = Receiver(fail_first=1)
-    settings = make_settings(webhook_backoff_s=1.0, webhook_backoff_max_s=1.0)
+    settings = make_settings(webhook_backoff_s=3.0, webhook_backoff_max_s=3.0)
     try:
         first = FakeBackend(delay_s=0.4)
         with TestClient(create_app(settings, backend=first), raise_server_exceptions=False) as client:
@@ -26,7 +26,7 @@ def test_restart_mid_job_resumes_the_job_and_its_webhook(make_settings) -> None:
                 "/v1/webhooks", json={"event_type": "task_completed", "url": receiver.url}
             ).json()["secret"]
             quick = client.post("/v1/predict", files={"file": ("q.png", png_bytes(5, 5))}).json()
-            wait_for(lambda: receiver.attempts >= 1)  # first delivery failed; retry due in ~1 s
+            wait_for(lambda: receiver.attempts >= 1)  # first delivery failed; retry due in ~3 s
             files = [("files", (f"p{i}.png", png_bytes(color=(i, 1, 2)), "image/png")) for i in range(3)]
             job = client.post("/v1/jobs", files=files).json()
             wait_for(lambda: client.get(job["status_url"]).json()["counts"]["done"] >= 1)
