@@ -21,7 +21,6 @@ from gateway.errors import BackendError, BackendUnavailable
 from gateway.logs import request_id_var
 from gateway.settings import Settings
 from mlsharp.errors import InvalidParameterError, MLSharpError
-from mlsharp.triton.backend import parse_error_text
 
 log = logging.getLogger("gateway.backend.triton")
 
@@ -40,6 +39,8 @@ def _error_classes() -> dict[str, type[MLSharpError]]:
 def typed_error(message: str, status: str | None) -> Exception:
     """Map a Triton error to our types: the models send ``"<code>: <message>"`` for every
     MLSharpError (see mlsharp.triton.backend), transport failures map by gRPC status."""
+    from mlsharp.triton.backend import parse_error_text  # the models' side of the convention
+
     status = (status or "").replace("StatusCode.", "")
     if status in _UNAVAILABLE or not status:
         return BackendUnavailable(f"Triton is unavailable ({status or 'no connection'}).")
