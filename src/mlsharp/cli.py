@@ -30,6 +30,9 @@ def _atomic_write(path: Path, data: bytes) -> None:
     """Write via a temporary file and rename, so a crash never leaves a half-written result."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp_name, 0o666 & ~umask)  # mkstemp creates 0600; results are ordinary files
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -44,6 +47,14 @@ def _atomic_write(path: Path, data: bytes) -> None:
 def output_stem(image_path: Path, random_weights: bool) -> str:
     """File stem for an input; random-weight outputs carry the stamp in their names."""
     return f"{image_path.stem}.RANDOM-WEIGHTS" if random_weights else image_path.stem
+
+
+def output_filename(stem: str, fmt: str) -> str:
+    """`photo.ply`, `photo.clean.ply`, `photo.spz`...: formats sharing an extension stay apart."""
+    from mlsharp.formats import FORMAT_INFO
+
+    qualifier = ".clean" if fmt == "ply-clean" else ""
+    return f"{stem}{qualifier}{FORMAT_INFO[fmt].extension}"
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -100,9 +111,7 @@ def _run_predict(args: argparse.Namespace) -> int:
         scene = pipeline.predict(image, formats)
         stem = output_stem(path, loaded.random_weights)
         for fmt, data in scene.encoded.items():
-            from mlsharp.formats import FORMAT_INFO
-
-            _atomic_write(args.output_dir / f"{stem}{FORMAT_INFO[fmt].extension}", data)
+            _atomic_write(args.output_dir / output_filename(stem, fmt), data)
         meta = json.dumps(scene.metadata, indent=2, sort_keys=True).encode()
         _atomic_write(args.output_dir / f"{stem}.json", meta)
         timing = ", ".join(f"{name} {sec:.2f}s" for name, sec in scene.stage_seconds.items())

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import torch
 
 from mlsharp.checkpoint import LoadedPredictor
-from mlsharp.formats import OUTPUT_FORMATS, build_metadata, encode_scene
+from mlsharp.formats import build_metadata, check_format, encode_scene
 from mlsharp.gaussians import CameraInfo, Gaussians3D, unproject
 from mlsharp.imaging import DecodedImage
 from mlsharp.preprocess import to_network_input
@@ -46,13 +46,8 @@ class ScenePipeline:
     @torch.inference_mode()
     def predict(self, decoded: DecodedImage, formats: Sequence[str] = ("ply",)) -> PredictedScene:
         """Predict and encode one image; `formats` are validated before any work is done."""
-        unknown = [fmt for fmt in formats if fmt not in OUTPUT_FORMATS]
-        if unknown:
-            from mlsharp.errors import InvalidParameterError
-
-            raise InvalidParameterError(
-                f"Unknown output format {unknown[0]!r}; choose one of {', '.join(OUTPUT_FORMATS)}."
-            )
+        for fmt in formats:
+            check_format(fmt)
         seconds: dict[str, float] = {}
         start = time.perf_counter()
         image, disparity_factor = to_network_input(decoded.rgb, decoded.focal_px, self.working_size_px)
@@ -69,7 +64,9 @@ class ScenePipeline:
 
         start = time.perf_counter()
         random_weights = self.loaded.random_weights
-        encoded = {fmt: encode_scene(fmt, gaussians, camera, random_weights=random_weights) for fmt in formats}
+        encoded = {
+            fmt: encode_scene(fmt, gaussians, camera, random_weights=random_weights) for fmt in formats
+        }
         metadata = build_metadata(
             gaussians,
             camera,
