@@ -55,14 +55,17 @@ def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(request: pytest.FixtureRequest, repository: Path) -> Iterator[Any]:
+def server(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """The suite's shared ``triton_server`` where there is one, else our own on an export."""
     try:
-        yield request.getfixturevalue("triton_server")  # a shared server, where the suite has one
-        return
+        shared = request.getfixturevalue("triton_server")
     except pytest.FixtureLookupError:
-        pass
+        shared = None
+    if shared is not None:
+        yield shared
+        return
     triton_server = _require_triton()
-    with triton_server(repository) as started:
+    with triton_server(request.getfixturevalue("repository")) as started:
         yield started
 
 
@@ -126,8 +129,10 @@ def test_corrupt_image_is_a_4xx_from_triton(gateway: TestClient) -> None:
     assert "not a readable image" in response.json()["message"]
 
 
-def test_triton_stopped_gives_503_then_recovers(make_settings, repository: Path) -> None:
+def test_triton_stopped_gives_503_then_recovers(make_settings, server) -> None:
+    """Our own server on the same model repository: stopped under the gateway, then back."""
     triton_server = _require_triton()
+    repository = server.repository
     first = triton_server(repository).start()
     settings = make_settings(backend="triton", triton_url=first.grpc_url, triton_timeout_s=120)
     try:
