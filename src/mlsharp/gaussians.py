@@ -86,18 +86,12 @@ def _check_camera(camera: CameraInfo, working_size_px: int) -> None:
         raise ValueError(f"camera and working size must be positive, got {camera} and {working_size_px}")
 
 
-def _covariance_chunk(
-    quaternions: Tensor,
-    scales: Tensor,
-    linear: list[list[float]],
-    out_quaternions: Tensor,
-    out_scales: Tensor,
-) -> None:
-    """Rebuild Sigma' = A R(q/|q|) diag(s^2) R^T A^T and re-decompose it, in float64.
+def _covariance_entries(quaternions: Tensor, scales: Tensor, linear: list[list[float]]) -> linalg3.Sym3:
+    """Sigma' = A R(q/|q|) diag(s^2) R^T A^T as float64 (xx, yy, zz, xy, xz, yz), each (n,).
 
-    (n, 4) quaternions, (n, 3) scales, A as nested floats -> written into (n, 4), (n, 3) outputs.
-    Sigma' = G G^T with G = A R diag(s); the quaternion products give |q|^2 R, so dividing the
-    column scales by |q|^2 is the reference's q/|q| normalisation.
+    Sigma' = G G^T with G = A R diag(s). The quaternion products give |q|^2 R, so dividing the
+    column scales by |q|^2 is the reference's q/|q| normalisation. A separate function so that its
+    ~40 temporaries are freed before the eigen-solve (a smaller, cache-resident working set).
     """
     q = torch.empty((4, quaternions.shape[0]), dtype=torch.float64, device=quaternions.device)
     q.copy_(quaternions.T)  # (4, n): contiguous component rows
@@ -124,17 +118,27 @@ def _covariance_chunk(
         row = h[i]
         for j in range(3):
             if j != i and linear[i][j] != 0.0:
-                ratio = linear[i][j] / linear[i][i] if linear[i][i] != 0.0 else None
-                if ratio is None:
+                if linear[i][i] == 0.0:
                     raise ValueError("unprojection matrix must have a non-zero diagonal")
-                row = [torch.add(row[k], h[j][k], alpha=ratio) for k in range(3)]
+                row = [torch.add(row[k], h[j][k], alpha=linear[i][j] / linear[i][i]) for k in range(3)]
         g.append(row)
     cov = []
     for i, j in ((0, 0), (1, 1), (2, 2), (0, 1), (0, 2), (1, 2)):
         entry = torch.addcmul(torch.addcmul(g[i][0] * g[j][0], g[i][1], g[j][1]), g[i][2], g[j][2])
         factor = linear[i][i] * linear[j][j]
-        cov.append(entry if factor == 1.0 else entry * factor)
-    lam, quat = linalg3.eigh3_quaternion(*cov)
+        cov.append(entry if factor == 1.0 else entry.mul_(factor))
+    return tuple(cov)  # type: ignore[return-value]
+
+
+def _covariance_chunk(
+    quaternions: Tensor,
+    scales: Tensor,
+    linear: list[list[float]],
+    out_quaternions: Tensor,
+    out_scales: Tensor,
+) -> None:
+    """Re-decompose one chunk: (n, 4), (n, 3) inputs -> written into (n, 4), (n, 3) outputs."""
+    lam, quat = linalg3.eigh3_quaternion(*_covariance_entries(quaternions, scales, linear))
     for k in range(4):
         out_quaternions[:, k] = quat[k]
     for k in range(3):

@@ -18,6 +18,8 @@ from torch import Tensor
 
 Quat = tuple[Tensor, Tensor, Tensor, Tensor]
 Triple = tuple[Tensor, Tensor, Tensor]
+#: a symmetric 3x3 matrix as its (xx, yy, zz, xy, xz, yz) components
+Sym3 = tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]
 
 _TINY = 1e-300  # keeps 0/0 finite in float64; far below any p^3 that is not exactly zero
 # Added to a vector that may be exactly zero (isotropic input) before normalising, so that it
@@ -105,57 +107,13 @@ def eigh3_quaternion(
     from a matrix. Errors are ~eps * largest eigenvalue (backward stable): use float64 when small
     eigenvalues matter.
     """
-    lam_iso, bottom = _isolated_eigenvalue(xx, yy, zz, xy, xz, yz)
-    vx, vy, vz = _null_vector(xx, yy, zz, xy, xz, yz, lam_iso)
-
-    # Shortest arc e_x -> v (vx >= 0 keeps 1 + vx >= 1): q_a = (1 + vx, 0, -vz, vy) / sqrt(2 (1 + vx))
-    # maps (e_y, e_z) to (-vy, 1 - k vy^2, -k vy vz), (-vz, -k vy vz, 1 - k vz^2), k = 1 / (1 + vx).
-    # We work with the negated pair u, w (cheaper: no negations). The 2x2 matrix below is the same
-    # for both pairs, and an eigenvector found in (u, w) coordinates is, in the q_a pair's
-    # coordinates, the same eigenvector with its (free) sign flipped, so the angle carries over.
-    one_vx = 1 + vx
+    m = (xx, yy, zz, xy, xz, yz)
+    lam_iso, bottom = _isolated_eigenvalue(*m)
+    v = _null_vector(*m, lam_iso)
+    one_vx = 1 + v[0]
     k = torch.reciprocal(one_vx)
-    kvy = k * vy
-    m = kvy * vz
-    u = (vy, kvy * vy - 1, m)
-    w = (vz, m, k * vz * vz - 1)
-
-    # 2x2 matrix [[a, b], [b, c]] of M on span(u, w).
-    mu = _sym_matvec(xx, yy, zz, xy, xz, yz, u)
-    mw = _sym_matvec(xx, yy, zz, xy, xz, yz, w)
-    a, b, c = _dot(u, mu), _dot(u, mw), _dot(w, mw)
-    half = (a - c) * 0.5
-    mid = (a + c) * 0.5
-    radius = torch.hypot(half, b)
-    lam_hi, lam_lo = mid + radius, mid - radius
-    # Eigenvector (cos t, sin t) of lam_hi from the better-scaled row of the 2x2 matrix minus
-    # lam_hi; its sign is free, so take cos t >= 0 (keeps the half angle well-conditioned).
-    pos = half >= 0
-    ct = torch.where(pos, radius + half, b.abs()) + _NUDGE  # 2x2 block isotropic: t = 0
-    st = torch.where(pos, b, torch.copysign(radius - half, b))
-    inv = torch.rsqrt(torch.addcmul(ct * ct, st, st))
-    ct = ct * inv
-    st = st * inv
-    # (cos(t/2), sin(t/2)) = (sqrt((1 + cos t) / 2), sin t / (2 cos(t/2))), each times q_a's
-    # normalisation scale = 1 / sqrt(2 (1 + vx)) (so sin_half = sin t * scale^2 / (2 cos_half)).
-    scale = torch.sqrt(k * 0.5)
-    cos_half = torch.sqrt((1 + ct) * 0.5) * scale
-    sin_half = st * (k * 0.25) / cos_half
-    # q = q_a (x) (cos(t/2), sin(t/2), 0, 0)
-    qw = one_vx * cos_half
-    qx = one_vx * sin_half
-    qy = torch.addcmul(vy * sin_half, vz, cos_half, value=-1)
-    qz = torch.addcmul(vy * cos_half, vz, sin_half)
-    # Frame (v, e_hi, e_lo) when the largest eigenvalue is isolated; otherwise (e_hi, e_lo, v),
-    # i.e. the same frame times the cyclic permutation x -> y -> z, quaternion (1, 1, 1, 1) / 2.
-    p, n, r, t = qw + qx, qw - qx, qy + qz, qy - qz
-    qw = torch.where(bottom, (n - r) * 0.5, qw)
-    qx = torch.where(bottom, (p + t) * 0.5, qx)
-    qy = torch.where(bottom, (n + r) * 0.5, qy)
-    qz = torch.where(bottom, (p - t) * 0.5, qz)
-    sign = torch.copysign(torch.ones_like(qw), qw)  # canonical w >= 0 (q, -q: same rotation)
-    quat = (qw * sign, qx * sign, qy * sign, qz * sign)
-
+    lam_hi, lam_lo, ct, st = _plane_eigenpair(*_plane_matrix(m, v, k))
+    quat = _frame_quaternion(v, one_vx, k, ct, st, bottom)
     # Descending order; the min/max only absorb rounding-level disorder of near-isotropic input.
     top_mid = torch.minimum(lam_hi, lam_iso)
     bottom_mid = torch.maximum(lam_lo, lam_iso)
@@ -163,6 +121,70 @@ def eigh3_quaternion(
     lam1 = torch.where(bottom, bottom_mid, top_mid)
     lam2 = torch.where(bottom, lam_iso, torch.minimum(lam_lo, top_mid))
     return (lam0, lam1, lam2), quat
+
+
+# The helpers below are separate functions so that their temporaries die on return: a small
+# working set stays in cache, which matters more on a CPU than the op count itself.
+
+
+def _plane_matrix(m: Sym3, v: Triple, k: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """The 2x2 matrix (a, b, c) = (u.Mu, u.Mw, w.Mw) of M on the plane orthogonal to v.
+
+    Shortest arc e_x -> v (vx >= 0 keeps 1 + vx >= 1): q_a = (1 + vx, 0, -vz, vy) / sqrt(2 (1 + vx))
+    maps (e_y, e_z) to (-vy, 1 - k vy^2, -k vy vz), (-vz, -k vy vz, 1 - k vz^2), k = 1 / (1 + vx).
+    We use the negated pair u, w (no negations to compute): the 2x2 matrix is the same for both
+    pairs, and an eigenvector's coordinates in one pair are those in the other with the (free)
+    sign flipped, so the angle found below applies to q_a's pair as it is.
+    """
+    _, vy, vz = v
+    kvy = k * vy
+    kyz = kvy * vz
+    u = (vy, kvy * vy - 1, kyz)
+    w = (vz, kyz, k * vz * vz - 1)
+    mw = _sym_matvec(*m, w)
+    b, c = _dot(u, mw), _dot(w, mw)
+    del mw
+    return _dot(u, _sym_matvec(*m, u)), b, c
+
+
+def _plane_eigenpair(a: Tensor, b: Tensor, c: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Eigenvalues (hi, lo) of [[a, b], [b, c]] and the unit eigenvector (cos t, sin t) of hi.
+
+    The eigenvector comes from the better-scaled row of the matrix minus hi; its sign is free, so
+    cos t >= 0 (keeps the half angle well-conditioned). An isotropic block gives t = 0.
+    """
+    half = (a - c) * 0.5
+    mid = (a + c) * 0.5
+    radius = torch.hypot(half, b)
+    pos = half >= 0
+    ct = torch.where(pos, radius + half, b.abs()).add_(_NUDGE)
+    st = torch.where(pos, b, torch.copysign(radius - half, b))
+    inv = torch.rsqrt(torch.addcmul(ct * ct, st, st))
+    return mid + radius, mid - radius, ct.mul_(inv), st.mul_(inv)
+
+
+def _frame_quaternion(v: Triple, one_vx: Tensor, k: Tensor, ct: Tensor, st: Tensor, bottom: Tensor) -> Quat:
+    """Quaternion of q_a (x) (cos(t/2), sin(t/2), 0, 0), columns permuted when bottom, w >= 0.
+
+    The frame is (v, e_hi, e_lo) when the largest eigenvalue is isolated; otherwise
+    (e_hi, e_lo, v): the same frame times the cyclic permutation x -> y -> z, whose quaternion is
+    (1, 1, 1, 1) / 2. Half angles: cos(t/2) = sqrt((1 + cos t) / 2) >= 1/sqrt(2) and
+    sin(t/2) = sin t / (2 cos(t/2)), both times q_a's 1 / sqrt(2 (1 + vx)) = sqrt(k / 2).
+    """
+    _, vy, vz = v
+    cos_half = torch.sqrt((1 + ct).mul_(0.25 * k))  # sqrt((1 + cos t) / 2 * k / 2)
+    sin_half = (st * (0.25 * k)).div_(cos_half)
+    qw = one_vx * cos_half
+    qx = one_vx * sin_half
+    qy = torch.addcmul(vy * sin_half, vz, cos_half, value=-1)
+    qz = torch.addcmul(vy * cos_half, vz, sin_half)
+    p, n, r, t = qw + qx, qw - qx, qy + qz, qy - qz
+    qw = torch.where(bottom, (n - r).mul_(0.5), qw)
+    qx = torch.where(bottom, (p + t).mul_(0.5), qx)
+    qy = torch.where(bottom, (n + r).mul_(0.5), qy)
+    qz = torch.where(bottom, (p - t).mul_(0.5), qz)
+    sign = torch.copysign(torch.ones_like(qw), qw)  # canonical w >= 0 (q, -q: same rotation)
+    return qw.mul_(sign), qx.mul_(sign), qy.mul_(sign), qz.mul_(sign)
 
 
 def _sym_matvec(xx: Tensor, yy: Tensor, zz: Tensor, xy: Tensor, xz: Tensor, yz: Tensor, v: Triple) -> Triple:
