@@ -104,7 +104,8 @@ export class SplatViewer {
       this.renderer = renderer;
       this.scene = new THREE.Scene();
       this.scene.background = new THREE.Color(BACKGROUND);
-      this.spark = new SPARK.SparkRenderer({ renderer });
+      // Spark says when a new sort order (or LoD) is ready: draw then, not on a timer.
+      this.spark = new SPARK.SparkRenderer({ renderer, onDirty: () => this.invalidate(2) });
       this.scene.add(this.spark);
       this.camera = new THREE.PerspectiveCamera(50, 1, 0.01, 1000);
       const controls = new ORBIT.OrbitControls(this.camera, canvas);
@@ -151,8 +152,14 @@ export class SplatViewer {
     this.pending = Math.max(0, (this.pending || 0) - 1);
     this.renderer.render(this.scene, this.camera);
     if (this.mesh && this.container.dataset.state === "settling") {
+      // Shown once a depth sort made after the load is on screen (Spark sorts in a worker), or
+      // after FRAMES_BEFORE_READY frames whatever Spark reports.
       this.frames += 1;
-      if (this.frames >= FRAMES_BEFORE_READY) this.setState("rendered", { name: this.name });
+      const sorted = this.spark.lastSortTime > this.loadedAt && !this.spark.sorting;
+      if (sorted) this.sortedFrames += 1;
+      if ((this.sortedFrames >= 2 && this.frames >= 3) || this.frames >= FRAMES_BEFORE_READY) {
+        this.setState("rendered", { name: this.name });
+      }
     }
   }
 
@@ -195,6 +202,8 @@ export class SplatViewer {
       this.canvas.setAttribute("aria-label", name);
       this.resetView();
       this.frames = 0;
+      this.sortedFrames = 0;
+      this.loadedAt = performance.now();
       this.invalidate(FRAMES_BEFORE_READY + TAIL_FRAMES);
       this.setState("settling", { name, info });
     } catch (err) {
