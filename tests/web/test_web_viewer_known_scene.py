@@ -65,7 +65,7 @@ def test_viewer_orientation_fov_reset_and_safety(page, known_scene_gateway, tmp_
 
     canvas = page.locator("#viewer canvas")
     shot = canvas.screenshot()
-    save_screenshot(shot, tmp_path, "stub-viewer-home.png")
+    save_screenshot(shot, tmp_path, "known-scene-viewer-home.png")
     # Known scene seen from the photo's viewpoint: green square top-left, red top, blue bottom.
     assert _is(mean_colour(shot, (0.03, 0.05, 0.2, 0.2)), red=False, green=True, blue=False)
     assert _is(mean_colour(shot, (0.6, 0.05, 0.95, 0.4)), red=True, green=False, blue=False)
@@ -84,7 +84,7 @@ def test_viewer_orientation_fov_reset_and_safety(page, known_scene_gateway, tmp_
     page.mouse.wheel(0, 600)
     page.wait_for_timeout(1500)
     moved = canvas.screenshot()
-    save_screenshot(moved, tmp_path, "stub-viewer-orbited.png")
+    save_screenshot(moved, tmp_path, "known-scene-viewer-orbited.png")
     moved_hits, _ = count_non_background(moved)
     assert moved_hits < 0.9 * total, "orbit/zoom did not change the view"
 
@@ -104,7 +104,7 @@ def test_viewer_orientation_fov_reset_and_safety(page, known_scene_gateway, tmp_
     page.click("#lang-toggle")
     assert page.locator("#submit").text_content() == "生成 3D"
     assert page.evaluate("document.documentElement.lang") == "zh-CN"
-    save_screenshot(page.screenshot(full_page=True), tmp_path, "stub-page-zh.png")
+    save_screenshot(page.screenshot(full_page=True), tmp_path, "known-scene-page-zh.png")
     page.click("#lang-toggle")
     assert page.locator("#submit").text_content() == "Make 3D"
 
