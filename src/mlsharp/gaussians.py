@@ -195,12 +195,11 @@ def transform_covariances(quaternions: Tensor, scales: Tensor, linear: Tensor) -
     if n == 0:
         return out_q, out_s
 
-    # Grad/inference mode is thread-local: pool threads must run in the caller's mode, or writing
-    # into outputs created under torch.inference_mode() is refused.
-    inference = torch.is_inference_mode_enabled()
-
     def work(start: int, stop: int) -> None:
-        with torch.inference_mode(inference), torch.no_grad():
+        # Inference mode is thread-local, so pool threads enter it themselves. It is also the
+        # cheapest mode per op; only the temporaries are inference tensors, while the outputs keep
+        # the caller's mode (in-place writes into normal tensors are allowed in it).
+        with torch.inference_mode():
             _covariance_chunk(
                 quaternions[start:stop], scales[start:stop], a_rows, out_q[start:stop], out_s[start:stop]
             )
