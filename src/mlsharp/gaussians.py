@@ -5,7 +5,8 @@ grid; every output format needs metric, OpenCV-frame gaussians (x right, y down,
 The reference does this with a float64 ``torch.linalg.svd`` per gaussian (11 s for 1.2 M on a
 2-core CPU). Here the covariance is rebuilt and re-decomposed with the closed-form solver of
 :mod:`mlsharp.linalg3` in float64, in cache-sized chunks on a small thread pool (CPU) or in one
-pass (GPU), which gives the same gaussians (covariances agree to ~1e-12) in a fraction of the time.
+pass (GPU): the same gaussians to float32 precision (even the thin axis of a 1e4:1 gaussian) in
+about 0.2 s of CPU time per 1.2 M, or ~3 ms on an H200.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import ctypes
 import ctypes.util
 import os
 import sys
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -147,6 +149,8 @@ def _covariance_chunk(
 
 
 _POOL: ThreadPoolExecutor | None = None
+_POOL_PID = 0
+_POOL_LOCK = threading.Lock()
 _MALLOC_TUNED = False
 
 
@@ -174,11 +178,15 @@ def _tune_glibc_malloc() -> None:
 
 
 def _cpu_pool() -> ThreadPoolExecutor:
-    global _POOL
-    if _POOL is None:
-        workers = max(1, min(torch.get_num_threads(), os.cpu_count() or 1))
-        _POOL = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mlsharp-cov")
-    return _POOL
+    """The shared worker pool, one thread per intra-op thread; re-created in a forked child
+    (whose copy of the executor has no threads and would never run a task)."""
+    global _POOL, _POOL_PID
+    with _POOL_LOCK:
+        if _POOL is None or os.getpid() != _POOL_PID:
+            workers = max(1, min(torch.get_num_threads(), os.cpu_count() or 1))
+            _POOL = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mlsharp-cov")
+            _POOL_PID = os.getpid()
+        return _POOL
 
 
 def transform_covariances(quaternions: Tensor, scales: Tensor, linear: Tensor) -> tuple[Tensor, Tensor]:

@@ -161,3 +161,29 @@ def test_bad_shapes_and_cameras_are_rejected() -> None:
         unproject(**raw, camera=CameraInfo(0.0, 10, 10), working_size_px=512)
     with pytest.raises(ValueError, match="cameras"):
         unproject_batch(**{k: v[None] for k, v in raw.items()}, cameras=[], working_size_px=512)
+
+
+def _child_unproject(queue: object) -> None:
+    # torch's own OpenMP regions are not fork-safe once the parent used them: forked workers must
+    # run single-threaded (as PyTorch's DataLoader does). Our pool must then work too.
+    torch.set_num_threads(1)
+    raw = raw_gaussians(3 * 1024, seed=9)
+    g = _unproject(raw, *CAMERAS[1])
+    queue.put(float(g.scales.sum()))  # type: ignore[attr-defined]
+
+
+def test_pool_survives_fork(monkeypatch: pytest.MonkeyPatch) -> None:
+    import multiprocessing
+
+    monkeypatch.setattr(gmod, "CPU_CHUNK", 1024)
+    expected = float(_unproject(raw_gaussians(3 * 1024, seed=9), *CAMERAS[1]).scales.sum())  # pool exists
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_child_unproject, args=(queue,))
+    child.start()
+    child.join(timeout=60)
+    alive = child.is_alive()
+    if alive:
+        child.kill()
+    assert not alive, "unprojection hung in a forked child"
+    assert queue.get(timeout=5) == pytest.approx(expected, rel=1e-6)
