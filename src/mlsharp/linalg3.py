@@ -23,8 +23,8 @@ Sym3 = tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]
 
 _TINY = 1e-300  # keeps 0/0 finite in float64; far below any p^3 that is not exactly zero
 # Added to a vector that may be exactly zero (isotropic input) before normalising, so that it
-# becomes e_x there; 1e-150 squared is still a normal float64, and real components (products of
-# eigenvalue gaps of float32-sized gaussians) are many orders larger.
+# becomes e_x there. 1e-150 squared is still a normal float64, and real components (products of
+# two eigenvalue gaps, i.e. ~scale^4) are far larger for any gaussian above ~1e-30 m.
 _NUDGE = 1e-150
 
 
