@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
@@ -156,6 +156,9 @@ class Settings(BaseSettings):
         """SQLite file; next to the results unless configured, so one volume holds both."""
         return self.sqlite_path or self.results_dir / "gateway.sqlite3"
 
+    #: the parsed ``--config`` file; load_settings() sets it on a one-off subclass
+    config_file_data: ClassVar[dict[str, Any]] = {}
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -165,8 +168,8 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # init kwargs carry the CLI flags; the config file is layered in by load_settings().
-        return (init_settings, env_settings)
+        # First wins: init kwargs (the CLI flags) > MLSHARP_* environment > config file > defaults.
+        return (init_settings, env_settings, InitSettingsSource(settings_cls, cls.config_file_data))
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
@@ -208,22 +211,9 @@ def _describe(error: ValidationError) -> str:
 def load_settings(config_file: Path | None = None, overrides: dict[str, Any] | None = None) -> Settings:
     """Build settings from all four layers; raise SettingsError naming the offending key."""
     file_data = read_config_file(config_file) if config_file is not None else {}
-
-    class _Layered(Settings):
-        @classmethod
-        def settings_customise_sources(
-            cls,
-            settings_cls: type[BaseSettings],
-            init_settings: PydanticBaseSettingsSource,
-            env_settings: PydanticBaseSettingsSource,
-            dotenv_settings: PydanticBaseSettingsSource,
-            file_secret_settings: PydanticBaseSettingsSource,
-        ) -> tuple[PydanticBaseSettingsSource, ...]:
-            return (init_settings, env_settings, InitSettingsSource(settings_cls, file_data))
-
+    layered = type("LayeredSettings", (Settings,), {"config_file_data": file_data})
     try:
-        layered = _Layered(**(overrides or {}))
-        # Re-validate as the plain class so callers get a Settings, not a local subclass.
-        return Settings.model_validate(layered.model_dump())
+        # Re-validate as the plain class so callers get a Settings, not the one-off subclass.
+        return Settings.model_validate(layered(**(overrides or {})).model_dump())
     except ValidationError as error:
         raise SettingsError(_describe(error)) from None
