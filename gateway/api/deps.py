@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Request, UploadFile
 
-from gateway.errors import PayloadTooLarge
+from gateway.errors import PayloadTooLarge, RateLimited
 from gateway.service.auth import Principal
 from gateway.service.container import Services
 
@@ -37,7 +37,7 @@ def _with_scope(scope: str):
         bucket = principal.name if principal.name != "anonymous" else f"ip:{client}"
         try:
             services.limiter.check(bucket, principal.rate_per_minute)
-        except Exception:
+        except RateLimited:
             services.metrics.rejected.labels("rate_limit").inc()
             raise
         return principal
