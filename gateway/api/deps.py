@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
 from fastapi import Depends, Header, Request, UploadFile
@@ -9,6 +10,8 @@ from fastapi import Depends, Header, Request, UploadFile
 from gateway.errors import PayloadTooLarge, RateLimited
 from gateway.service.auth import Principal
 from gateway.service.container import Services
+from gateway.service.inputs import check_image
+from gateway.settings import Settings
 
 CHUNK = 1 << 20
 
@@ -57,15 +60,17 @@ def get_base_url(request: Request, services: ServicesDep) -> str:
 BaseUrl = Annotated[str, Depends(get_base_url)]
 
 
-async def read_upload(upload: UploadFile, max_bytes: int) -> bytes:
-    """Read one uploaded file in chunks, refusing it as soon as it passes ``max_bytes``."""
+async def read_image(upload: UploadFile, settings: Settings) -> bytes:
+    """Read one uploaded image in chunks, refusing it as soon as it passes the byte limit, then
+    check its real type and pixel count (header only) off the event loop."""
+    max_bytes = settings.upload_max_bytes
     parts: list[bytes] = []
     size = 0
     while chunk := await upload.read(CHUNK):
         size += len(chunk)
         if size > max_bytes:
-            raise PayloadTooLarge(
-                f"The file {upload.filename or 'upload'!r} exceeds the limit of {max_bytes:,} bytes."
-            )
+            raise PayloadTooLarge(f"The file exceeds the limit of {max_bytes:,} bytes.")
         parts.append(chunk)
-    return b"".join(parts)
+    data = b"".join(parts)
+    await asyncio.to_thread(check_image, data, max_bytes=max_bytes, max_pixels=settings.upload_max_pixels)
+    return data

@@ -3,7 +3,6 @@ and download every result as one zip."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Annotated
@@ -11,11 +10,11 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Path, UploadFile
 from fastapi.responses import FileResponse, StreamingResponse
 
-from gateway.api.deps import BaseUrl, PredictPrincipal, ServicesDep, read_upload
+from gateway.api.deps import BaseUrl, PredictPrincipal, ServicesDep, read_image
 from gateway.api.schemas import JobAccepted, JobStatus, error_responses, job_status
 from gateway.errors import GatewayError, NotFound, PayloadTooLarge, Unprocessable
 from gateway.ids import safe_stem
-from gateway.service.inputs import check_image, check_params
+from gateway.service.inputs import check_params
 from mlsharp.errors import MLSharpError
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -53,11 +52,8 @@ async def submit_job(
         raise PayloadTooLarge(f"At most {settings.job_max_files} files per job; got {len(files)}.")
     uploads = []
     for upload in files:
-        data = await read_upload(upload, settings.upload_max_bytes)
         try:
-            await asyncio.to_thread(
-                check_image, data, max_bytes=settings.upload_max_bytes, max_pixels=settings.upload_max_pixels
-            )
+            data = await read_image(upload, settings)
         except (MLSharpError, GatewayError) as error:
             error.args = (f"{upload.filename or 'file'}: {error}",)  # say which file of the batch
             raise

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, UploadFile
 
-from gateway.api.deps import BaseUrl, PredictPrincipal, ServicesDep, read_upload
+from gateway.api.deps import BaseUrl, PredictPrincipal, ServicesDep, read_image
 from gateway.api.schemas import PredictResponse, error_responses
-from gateway.service.inputs import check_image, check_params
+from gateway.service.inputs import check_params
 
 router = APIRouter(prefix="/v1", tags=["predict"])
 
@@ -31,8 +30,5 @@ async def predict(
 ) -> dict:
     settings = services.settings
     params = check_params(format, focal_px, focal_mm, settings.formats_default[0])
-    data = await read_upload(file, settings.upload_max_bytes)
-    await asyncio.to_thread(
-        check_image, data, max_bytes=settings.upload_max_bytes, max_pixels=settings.upload_max_pixels
-    )
+    data = await read_image(file, settings)
     return await services.predict.predict_task(data, params, owner=principal.name, base_url=base_url)
