@@ -6,7 +6,7 @@ The reference does this with a float64 ``torch.linalg.svd`` per gaussian (11 s f
 2-core CPU). Here the covariance is rebuilt and re-decomposed with the closed-form solver of
 :mod:`mlsharp.linalg3` in float64, in cache-sized chunks on a small thread pool (CPU) or in one
 pass (GPU): the same gaussians to float32 precision (even the thin axis of a 1e4:1 gaussian) in
-about 0.2 s of CPU time per 1.2 M, or ~3 ms on an H200.
+about 0.2 s for 1.2 M on two CPU cores, or ~2.5 ms on an H200.
 """
 
 from __future__ import annotations
@@ -25,10 +25,11 @@ from torch import Tensor
 
 from mlsharp import linalg3
 
-#: gaussians per CPU work item: each float64 temporary is then 64 KB, so a chunk's working set
-#: stays in the per-core cache, and below ATen's intra-op grain (32768) each op runs on its pool
-#: thread alone (measured: 8192 beats 4096 (op overhead) and 16384+ (cache misses)).
-CPU_CHUNK = 8192
+#: gaussians per CPU work item. Just below ATen's intra-op grain (32768), so each op runs on its
+#: pool thread alone; large enough that the Python/dispatch part of each op (which holds the GIL)
+#: is small next to its kernel, so two pool threads scale. The CPU time per gaussian is flat from
+#: 8K to 32K here (the working set of a chunk, ~8 MB, stays in L3); smaller chunks scaled worse.
+CPU_CHUNK = 32000
 
 
 @dataclass(frozen=True)
@@ -157,7 +158,7 @@ _MALLOC_TUNED = False
 def _tune_glibc_malloc() -> None:
     """Pin glibc malloc at the steady state its own dynamic heuristics reach for large buffers.
 
-    Why: each CPU chunk allocates and frees a few MB of 64 KB temporaries. With glibc's defaults
+    Why: each CPU chunk allocates and frees ~10 MB of 256 KB temporaries. With glibc's defaults
     the freed top of the heap is returned to the OS (trim threshold 128 KB) and faulted back in by
     the next chunk, which more than doubled the unprojection time. glibc raises these thresholds by
     itself once large blocks are freed (up to 32 MB / 64 MB); we set those values up front. The
