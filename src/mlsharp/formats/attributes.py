@@ -29,18 +29,18 @@ SCALE_MIN = float(np.finfo(np.float32).tiny)
 
 def sh_dc_from_linear(colors_linear: Tensor) -> Tensor:
     """(N, 3) linear RGB -> (N, 3) SH DC coefficients of the sRGB colour: (sRGB - 0.5) / C0."""
-    return (linear_to_srgb(colors_linear.float()) - 0.5) / SH_C0
+    return linear_to_srgb(colors_linear.float()).sub_(0.5).div_(SH_C0)
 
 
 def opacity_logits(opacities: Tensor) -> Tensor:
     """(N,) alpha -> (N,) ln(alpha / (1 - alpha)), float32, finite (see ALPHA_MIN/ALPHA_MAX)."""
     alpha = opacities.float().clamp(ALPHA_MIN, ALPHA_MAX)
-    return torch.log(alpha / (1.0 - alpha))
+    return (alpha / (1.0 - alpha)).log_()
 
 
 def log_scales(scales: Tensor) -> Tensor:
     """(N, 3) standard deviations -> (N, 3) natural logs, finite (see SCALE_MIN)."""
-    return torch.log(scales.float().clamp(min=SCALE_MIN))
+    return scales.float().clamp(min=SCALE_MIN).log_()
 
 
 def disparity_quantiles(means: Tensor) -> tuple[float, float]:

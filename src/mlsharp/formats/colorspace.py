@@ -15,15 +15,14 @@ LINEAR_TO_SRGB_THRESHOLD = 0.0031308
 
 
 def linear_to_srgb(linear: Tensor) -> Tensor:
-    """Linear RGB -> sRGB (IEC 61966-2-1), elementwise, any shape.
+    """Linear RGB -> sRGB (IEC 61966-2-1), elementwise, any shape, a new tensor.
 
-    The power branch sees the threshold instead of linear-branch values (as the reference's
-    "robust" form does), so no NaN is computed for negative inputs; the values equal the plain
-    piecewise formula.
+    The power branch is evaluated for every element and the linear branch selected where it
+    applies (values below the threshold, including negatives, whose NaN power is discarded):
+    the plain piecewise formula, with the reference's float32 ops and rounding.
     """
-    low = linear <= LINEAR_TO_SRGB_THRESHOLD
-    safe = torch.where(low, LINEAR_TO_SRGB_THRESHOLD, linear)
-    return torch.where(low, linear * 12.92, 1.055 * (safe ** (1 / 2.4)) - 0.055)
+    power = (linear ** (1 / 2.4)).mul_(1.055).sub_(0.055)  # same roundings as 1.055 * x**e - 0.055
+    return torch.where(linear <= LINEAR_TO_SRGB_THRESHOLD, linear * 12.92, power)
 
 
 def srgb_to_linear(srgb: Tensor) -> Tensor:
