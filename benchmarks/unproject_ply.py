@@ -6,7 +6,7 @@ reference's method rebuilt in plain torch/numpy (no SciPy): float32 covariance A
 ``torch.linalg.svd`` in float64, reflection fix, Shepperd quaternion, then plyfile writing from a
 column-filled structured array (kinder to the baseline than the reference's row-by-row fill).
 
-Run: ``.venv/bin/python benchmarks/unproject_ply.py`` (full size, ~1 min with the baseline).
+Run: ``.venv/bin/python benchmarks/unproject_ply.py`` (full size, ~20 s with the baseline on 2 cores).
 Timings are wall-clock, best of ``--repeats``; other processes on the machine inflate them, so the
 load average is printed too.
 """
