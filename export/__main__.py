@@ -1,0 +1,207 @@
+"""``python -m export``: trace SharpPredictor to ONNX/TorchScript, check the numerics, write the
+Triton model repository and ``export_manifest.json``.
+
+    python -m export --preset test --random-weights --out artifacts/export-test
+    python -m export --preset full --checkpoint sharp_2572gikvuh.pt --out artifacts/full \\
+        --target gpu --precision fp32,fp16
+
+Exit codes: 0 ok, 1 a numeric check failed (manifest written, repository not), 2 bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from export import graphs, verify
+from export.manifest import file_entry, write_manifest
+from export.repository import onnx_files, write_repository
+from export.sample_image import photo_like_jpeg
+from mlsharp.errors import MLSharpError
+from mlsharp.triton.models import RepositoryOptions
+
+FORMATS = ("onnx", "torchscript")
+PRECISIONS = ("fp32", "fp16")
+
+
+def _csv(choices: Sequence[str]):
+    def parse(text: str) -> list[str]:
+        values = [v.strip() for v in text.split(",") if v.strip()]
+        bad = [v for v in values if v not in choices]
+        if bad or not values:
+            raise argparse.ArgumentTypeError(
+                f"choose from {', '.join(choices)} (comma-separated), got {text!r}"
+            )
+        return values
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m export", description=__doc__.split("\n\n")[0])
+    p.add_argument("--preset", required=True, choices=("full", "tiny", "test"))
+    weights = p.add_mutually_exclusive_group(required=True)
+    weights.add_argument("--checkpoint", type=Path, help="SHARP checkpoint (.pt)")
+    weights.add_argument("--random-weights", action="store_true", help="random network, for tests only")
+    p.add_argument("--seed", type=int, default=0, help="seed for --random-weights")
+    p.add_argument("--out", type=Path, required=True, help="export directory")
+    p.add_argument("--repository", type=Path, help="Triton repository (default: OUT/model_repository)")
+    p.add_argument("--no-repository", action="store_true", help="export and check only")
+    p.add_argument("--precision", type=_csv(PRECISIONS), default=["fp32"], help="fp32 and/or fp16")
+    p.add_argument("--formats", type=_csv(FORMATS), default=list(FORMATS), help="onnx and/or torchscript")
+    p.add_argument("--target", choices=("cpu", "gpu"), default="cpu", help="how Triton runs `sharp`")
+    p.add_argument("--gpu-accelerator", choices=("tensorrt", "cuda"), default="tensorrt")
+    p.add_argument("--image", type=Path, help="image for the numeric check (default: generated photo)")
+    p.add_argument("--size", type=int, help="working size; only the preset's own size is valid")
+    p.add_argument("--verify-batch", type=int, help="items in the check batch (default 2; 1 for full)")
+    p.add_argument("--max-batch-size", type=int, help="Triton max_batch_size (default: 8 cpu small, 4 gpu)")
+    p.add_argument("--max-queue-delay-us", type=int, default=20_000)
+    p.add_argument("--preprocess-instances", type=int, default=2)
+    p.add_argument("--postprocess-instances", type=int, default=2)
+    p.add_argument("--intra-op-threads", type=int, default=0, help="ORT threads in the CPU runner (0 = auto)")
+    return p
+
+
+def _check_size(preset_name: str, working_size: int, size: int | None) -> None:
+    from mlsharp.presets import PRESETS
+
+    if size is not None and size != working_size:
+        valid = ", ".join(f"{name}: {cfg.working_size_px}" for name, cfg in PRESETS.items())
+        raise SystemExit(
+            f"error: --size {size} is not valid for preset {preset_name!r}; the network has one static "
+            f"working size per preset ({valid}). Photos of any size are resized to it by `preprocess`."
+        )
+
+
+def _check_inputs(image_bytes: bytes, working_size: int, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A real photo, mirrored for the second item (different content, different focal)."""
+    from mlsharp.imaging import decode_image
+    from mlsharp.preprocess import to_network_input
+
+    decoded = decode_image(image_bytes)
+    images, factors = [], []
+    for item in range(batch):
+        rgb = decoded.rgb if item % 2 == 0 else decoded.rgb[:, ::-1].copy()
+        image, factor = to_network_input(rgb, decoded.focal_px * (1.0 + 0.1 * item), working_size)
+        images.append(image)
+        factors.append(factor)
+    return torch.cat(images), torch.cat(factors)
+
+
+def run(args: argparse.Namespace) -> int:
+    from mlsharp.checkpoint import load_predictor
+    from mlsharp.presets import get_preset
+
+    config = get_preset(args.preset)
+    _check_size(args.preset, config.working_size_px, args.size)
+    out: Path = args.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    loaded = load_predictor(
+        args.preset, checkpoint=args.checkpoint, random_weights=args.random_weights, seed=args.seed
+    )
+    model = loaded.model.eval()
+    image_bytes = args.image.read_bytes() if args.image else photo_like_jpeg()
+    batch = args.verify_batch or (1 if args.preset == "full" else 2)
+    image, factor = _check_inputs(image_bytes, config.working_size_px, batch)
+    reference, eager_s = verify.eager_outputs(model, image, factor)
+    print(f"eager fp32 batch {batch}: {eager_s:.1f} s", flush=True)
+
+    checks: list[verify.Check] = []
+    files: dict[str, Path] = {}
+    timings: dict[str, float] = {"eager_forward": eager_s}
+    if "onnx" in args.formats:
+        start = time.perf_counter()
+        files["onnx_fp32"] = graphs.export_onnx(model, config.working_size_px, out / "onnx" / "model.onnx")
+        timings["onnx_export"] = time.perf_counter() - start
+        checks.append(verify.check_onnx(files["onnx_fp32"], "fp32", image, factor, reference))
+        if "fp16" in args.precision:
+            files["onnx_fp16"] = graphs.convert_fp16(files["onnx_fp32"], out / "onnx" / "model.fp16.onnx")
+            checks.append(verify.check_onnx(files["onnx_fp16"], "fp16", image, factor, reference))
+    if "torchscript" in args.formats:
+        start = time.perf_counter()
+        files["torchscript"] = graphs.export_torchscript(
+            model, config.working_size_px, out / "torchscript" / "model.pt"
+        )
+        timings["torchscript_export"] = time.perf_counter() - start
+        checks.append(verify.check_torchscript(files["torchscript"], image, factor, reference))
+    for check in checks:
+        print("\n".join(check.lines()), flush=True)
+    ok = all(c.ok for c in checks)
+
+    repository = None
+    opts = RepositoryOptions(
+        preset=config.name,
+        working_size_px=config.working_size_px,
+        num_gaussians=config.num_gaussians,
+        model_id=loaded.model_id,
+        random_weights=loaded.random_weights,
+        target=args.target,
+        max_batch_size=args.max_batch_size or (4 if args.target == "gpu" or args.preset == "full" else 8),
+        max_queue_delay_us=args.max_queue_delay_us,
+        preprocess_instances=args.preprocess_instances,
+        postprocess_instances=args.postprocess_instances,
+        intra_op_threads=args.intra_op_threads,
+        precision="fp16" if "fp16" in args.precision else "fp32",
+        gpu_accelerator=args.gpu_accelerator,
+    )
+    if ok and not args.no_repository and "onnx_fp32" in files:
+        repository = write_repository(
+            (args.repository or out / "model_repository").resolve(),
+            opts,
+            files["onnx_fp32"],
+            fp16_onnx_path=files.get("onnx_fp16"),
+        )
+        print(f"triton repository ({args.target}): {repository}")
+    write_manifest(
+        out / "export_manifest.json",
+        {
+            "preset": config.name,
+            "working_size_px": config.working_size_px,
+            "num_gaussians": config.num_gaussians,
+            "model_id": loaded.model_id,
+            "random_weights": loaded.random_weights,
+            "seed": args.seed if loaded.random_weights else None,
+            "checkpoint": str(args.checkpoint) if args.checkpoint else None,
+            "checkpoint_sha256": loaded.checkpoint_sha256,
+            "exporter": graphs.EXPORTER,
+            "opset": graphs.OPSET,
+            "dynamic_batch": True,
+            "precisions": args.precision,
+            "check_image": str(args.image)
+            if args.image
+            else "generated photo-like JPEG (export.sample_image)",
+            "tolerances": {k: {"rtol": v[0], "atol": v[1]} for k, v in verify.TOLERANCES.items()},
+            "checks": [c.to_json() for c in checks],
+            "ok": ok,
+            "timings_s": timings,
+            "files": {key: [file_entry(p, out) for p in onnx_files(path)] for key, path in files.items()},
+            "repository": str(repository) if repository else None,
+            "repository_options": asdict(opts),
+        },
+    )
+    print(f"manifest: {out / 'export_manifest.json'}")
+    if not ok:
+        print("error: a numeric check failed (see above); no repository written", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.random_weights:
+        print("!!! RANDOM WEIGHTS: this export is for tests only, not a SHARP model !!!", file=sys.stderr)
+    try:
+        return run(args)
+    except MLSharpError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""Turn a ``SharpPredictor`` into deployable graphs: ONNX (fp32, optional fp16) and TorchScript.
+
+Choices, pinned here so every export is the same:
+
+* ONNX via the ``torch.export``-based exporter (``dynamo=True``), opset 18, weights as external
+  data beside ``model.onnx`` (the full model is 2.6 GB, over protobuf's 2 GB cap), and a symbolic
+  batch axis. The example batch is 2 on purpose: ``torch.export`` specialises a dimension that is
+  0 or 1 in the example, which silently produced a batch-1-only graph in a trial.
+* fp16: the fp32 ONNX graph converted with onnxconverter-common, inputs/outputs kept fp32 (the
+  Triton contract stays FP32). Converting the finished graph rather than exporting a ``.half()``
+  model keeps one export path and lets the fp16 file be checked against the same eager fp32
+  reference. On the GPU target the preferred fp16 route is TensorRT's FP16 mode on the fp32 file
+  (see :mod:`mlsharp.triton.models`); the fp16 file serves the CUDA execution provider.
+* TorchScript via ``torch.jit.trace`` (``script`` cannot compile the network's Python-side
+  configuration) at the same example batch.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import torch
+
+from mlsharp.triton.models import NETWORK_INPUTS, RAW_OUTPUT_NAMES
+
+OPSET = 18
+EXPORTER = "torch.onnx.export(dynamo=True)"
+EXAMPLE_BATCH = 2
+
+
+def example_inputs(
+    working_size_px: int, batch: int = EXAMPLE_BATCH, seed: int = 0
+) -> tuple[torch.Tensor, ...]:
+    """Inputs that only fix the traced shapes (values do not matter for tracing)."""
+    generator = torch.Generator().manual_seed(seed)
+    image = torch.rand(batch, 3, working_size_px, working_size_px, generator=generator)
+    factor = torch.linspace(0.8, 1.2, batch)
+    return image, factor
+
+
+def export_onnx(model: torch.nn.Module, working_size_px: int, path: Path, opset: int = OPSET) -> Path:
+    """Write ``path`` (+ ``path.data``) with a dynamic batch axis; returns ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    batch = torch.export.Dim("batch", min=1, max=64)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", message=".*axis name: batch will not be used.*")
+        torch.onnx.export(
+            model.eval(),
+            example_inputs(working_size_px),
+            str(path),
+            dynamo=True,
+            opset_version=opset,
+            external_data=True,
+            input_names=list(NETWORK_INPUTS),
+            output_names=list(RAW_OUTPUT_NAMES),
+            dynamic_shapes={name: {0: batch} for name in NETWORK_INPUTS},
+        )
+    check_onnx_signature(path)
+    return path
+
+
+def check_onnx_signature(path: Path) -> None:
+    """Fail unless the graph has our input/output names and a symbolic batch axis."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    names = ([i.name for i in graph.input], [o.name for o in graph.output])
+    if names != (list(NETWORK_INPUTS), list(RAW_OUTPUT_NAMES)):
+        raise RuntimeError(f"{path}: unexpected graph signature {names}")
+    for value in (*graph.input, *graph.output):
+        first = value.type.tensor_type.shape.dim[0]
+        if first.HasField("dim_value"):
+            raise RuntimeError(
+                f"{path}: {value.name} has a fixed batch of {first.dim_value}, expected symbolic"
+            )
+
+
+def convert_fp16(fp32_path: Path, fp16_path: Path) -> Path:
+    """fp16 weights and compute, fp32 inputs/outputs; external data beside ``fp16_path``."""
+    import onnx
+    from onnxconverter_common import float16
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # one "truncated to 1e-07" line per tiny constant
+        # the *_model_path variant runs shape inference on the file: works past the 2 GB proto cap
+        model = float16.convert_float_to_float16_model_path(str(fp32_path), keep_io_types=True)
+    onnx.save_model(
+        model,
+        str(fp16_path),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location=fp16_path.name + ".data",
+    )
+    check_onnx_signature(fp16_path)
+    return fp16_path
+
+
+def export_torchscript(model: torch.nn.Module, working_size_px: int, path: Path) -> Path:
+    """``torch.jit.trace`` at the example batch, saved as one zip file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        traced = torch.jit.trace(model.eval(), example_inputs(working_size_px), check_trace=False)
+    traced.save(str(path))
+    return path

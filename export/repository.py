@@ -1,0 +1,85 @@
+"""Write a runnable Triton model repository: generated configs, model.py copies, the ONNX file.
+
+Layout (docs/interfaces.md)::
+
+    <repo>/preprocess/config.pbtxt  preprocess/1/model.py
+    <repo>/sharp/config.pbtxt       sharp/1/model.onnx + model.onnx.data  (+ model.py on CPU)
+    <repo>/postprocess/config.pbtxt postprocess/1/model.py
+    <repo>/mlsharp/config.pbtxt     mlsharp/1/                  (empty: required for ensembles)
+
+Model files are hard-linked when source and repository share a filesystem (the full model's
+2.6 GB is not copied twice), else copied.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from pathlib import Path
+
+from mlsharp.triton.models import (
+    ENSEMBLE,
+    POSTPROCESS,
+    PREPROCESS,
+    SHARP,
+    RepositoryOptions,
+    all_configs,
+)
+
+#: the checked-in python models (model_repository/<name>/1/model.py at the project root)
+TEMPLATES = Path(__file__).resolve().parents[1] / "model_repository"
+
+
+def _place(source: Path, target: Path) -> None:
+    """Hard-link ``source`` to ``target`` (replacing it), falling back to a copy."""
+    with contextlib.suppress(FileNotFoundError):
+        target.unlink()
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+def onnx_files(onnx_path: Path) -> list[Path]:
+    """The graph file and its external-data file(s) written beside it."""
+    files = [onnx_path]
+    data = onnx_path.with_name(onnx_path.name + ".data")
+    if data.exists():
+        files.append(data)
+    return files
+
+
+def write_repository(
+    dest: Path,
+    opts: RepositoryOptions,
+    onnx_path: Path,
+    *,
+    fp16_onnx_path: Path | None = None,
+    templates: Path = TEMPLATES,
+) -> Path:
+    """Create (or refresh) the repository at ``dest`` for ``opts.target``; returns ``dest``."""
+    configs = all_configs(opts)
+    dest.mkdir(parents=True, exist_ok=True)
+    for name, config in configs.items():
+        version_dir = dest / name / "1"
+        version_dir.mkdir(parents=True, exist_ok=True)
+        (dest / name / "config.pbtxt").write_text(config.to_pbtxt())
+    python_models = [PREPROCESS, POSTPROCESS] + ([SHARP] if opts.target == "cpu" else [])
+    for name in python_models:
+        source = templates / name / "1" / "model.py"
+        if not source.is_file():
+            raise FileNotFoundError(f"python model template missing: {source}")
+        shutil.copy2(source, dest / name / "1" / "model.py")
+    if opts.target == "gpu":  # the onnxruntime backend would not use a stray model.py
+        with contextlib.suppress(FileNotFoundError):
+            (dest / SHARP / "1" / "model.py").unlink()
+    if onnx_path.name != opts.onnx_filename:  # its external-data reference is relative: keep names
+        raise ValueError(f"ONNX file is {onnx_path.name}, the config expects {opts.onnx_filename}")
+    sources = onnx_files(onnx_path)
+    if fp16_onnx_path is not None and opts.target == "gpu":
+        sources += onnx_files(fp16_onnx_path)
+    for source in sources:
+        _place(source, dest / SHARP / "1" / source.name)
+    (dest / ENSEMBLE / "1").mkdir(parents=True, exist_ok=True)
+    return dest

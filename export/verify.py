@@ -1,0 +1,143 @@
+"""Numeric checks of exported graphs against the eager PyTorch model on a real image.
+
+Tolerance rule, per output: ``max|exported - eager| <= atol + rtol * max|eager|``. Relative to
+the output's range because the means scale with metric depth (up to ~1e4 * f/W) while colours and
+opacities live in [0, 1]; absolute for near-zero outputs.
+
+* fp32 (ONNX Runtime CPU, TorchScript): rtol 1e-4, atol 1e-5. Both run the same float32 maths in
+  a different operator order (fused attention, conv algorithms, reassociated reductions); the
+  reference port measured 7.6e-5 on means up to 48 (1.6e-6 relative) on the full model, and the
+  test preset on a photo-like image stays well inside 1e-4.
+* fp16 (converted ONNX on ONNX Runtime CPU): rtol 2e-2, atol 1e-3 — half precision has a
+  10-bit mantissa (~1e-3 per op) accumulated over a deep network; this only guards against a
+  broken conversion (overflow, NaN, wrong casts), it does not claim fp16 equals fp32.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mlsharp.triton.models import NETWORK_INPUTS, RAW_OUTPUT_NAMES
+
+TOLERANCES: dict[str, tuple[float, float]] = {"fp32": (1e-4, 1e-5), "fp16": (2e-2, 1e-3)}  # (rtol, atol)
+
+
+@dataclass
+class OutputDiff:
+    """One output's comparison."""
+
+    name: str
+    max_abs_diff: float
+    max_abs_reference: float
+    tolerance: float
+    finite: bool
+
+    @property
+    def ok(self) -> bool:
+        return self.finite and self.max_abs_diff <= self.tolerance
+
+
+@dataclass
+class Check:
+    """One runtime (onnxruntime / torchscript) at one precision against eager fp32."""
+
+    runtime: str
+    precision: str
+    batch: int
+    seconds: float
+    rtol: float
+    atol: float
+    diffs: list[OutputDiff] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(d.ok for d in self.diffs)
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data["ok"] = self.ok
+        for entry, diff in zip(data["diffs"], self.diffs, strict=True):
+            entry["ok"] = diff.ok
+        return data
+
+    def lines(self) -> list[str]:
+        """Human-readable report, one line per output."""
+        head = f"{self.runtime} {self.precision} batch {self.batch} ({self.seconds:.1f} s):"
+        rows = [
+            f"  {d.name:16s} max|diff| {d.max_abs_diff:.3e}  (|ref| <= {d.max_abs_reference:.3e}, "
+            f"tol {d.tolerance:.3e}) {'ok' if d.ok else 'FAIL'}"
+            for d in self.diffs
+        ]
+        return [head, *rows]
+
+
+def compare(
+    runtime: str,
+    precision: str,
+    outputs: Sequence[np.ndarray],
+    reference: Sequence[np.ndarray],
+    seconds: float,
+) -> Check:
+    """Build a :class:`Check` from matching output lists."""
+    rtol, atol = TOLERANCES[precision]
+    check = Check(runtime, precision, int(reference[0].shape[0]), seconds, rtol, atol)
+    for name, out, ref in zip(RAW_OUTPUT_NAMES, outputs, reference, strict=True):
+        out = np.asarray(out, dtype=np.float64)
+        ref = np.asarray(ref, dtype=np.float64)
+        if out.shape != ref.shape:
+            raise RuntimeError(f"{runtime}: {name} has shape {out.shape}, eager {ref.shape}")
+        finite = bool(np.isfinite(out).all())
+        diff = float(np.max(np.abs(out - ref))) if finite else float("inf")
+        scale = float(np.max(np.abs(ref)))
+        check.diffs.append(OutputDiff(name, diff, scale, atol + rtol * scale, finite))
+    return check
+
+
+@torch.inference_mode()
+def eager_outputs(
+    model: torch.nn.Module, image: torch.Tensor, factor: torch.Tensor
+) -> tuple[list[np.ndarray], float]:
+    """The reference: eager fp32 forward, as numpy, with its wall time."""
+    start = time.perf_counter()
+    outputs = model(image, factor)
+    return [o.float().numpy() for o in outputs], time.perf_counter() - start
+
+
+def check_onnx(
+    path: Path,
+    precision: str,
+    image: torch.Tensor,
+    factor: torch.Tensor,
+    reference: Sequence[np.ndarray],
+    threads: int = 0,
+) -> Check:
+    """Run ``path`` in ONNX Runtime (CPU) on the same batch and compare."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads > 0:
+        options.intra_op_num_threads = threads
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    feed = dict(zip(NETWORK_INPUTS, (image.numpy(), factor.numpy()), strict=True))
+    start = time.perf_counter()
+    outputs = session.run(list(RAW_OUTPUT_NAMES), feed)
+    seconds = time.perf_counter() - start
+    del session
+    return compare("onnxruntime-cpu", precision, outputs, reference, seconds)
+
+
+def check_torchscript(
+    path: Path, image: torch.Tensor, factor: torch.Tensor, reference: Sequence[np.ndarray]
+) -> Check:
+    """Load the traced module and compare."""
+    module = torch.jit.load(str(path), map_location="cpu")
+    start = time.perf_counter()
+    with torch.inference_mode():
+        outputs = [o.numpy() for o in module(image, factor)]
+    return compare("torchscript", "fp32", outputs, reference, time.perf_counter() - start)

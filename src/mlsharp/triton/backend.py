@@ -1,0 +1,160 @@
+"""Plumbing shared by the python-backend ``model.py`` files, kept out of them so they stay thin.
+
+Why: the python backend hands ``execute`` a list of requests and never batches or isolates them
+for you. These helpers loop over requests so that one bad image fails only its own request
+(``InferenceResponse(error=TritonError(...))``), read the generated config parameters, and format
+typed errors as ``"<code>: <message>"`` so the gateway can map them back to a status code.
+``pb_utils`` is passed in (it only exists inside the stub), which also lets tests use a fake.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import traceback
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from mlsharp.errors import MLSharpError
+
+log = logging.getLogger(__name__)
+
+INTERNAL_ERROR_CODE = "internal_error"
+_ERROR_RE = re.compile(r"(?:^|,\s)([a-z][a-z0-9_]*): (.*)$", re.DOTALL)
+
+Arrays = dict[str, np.ndarray]
+
+
+def model_parameters(args: Mapping[str, Any]) -> dict[str, str]:
+    """``parameters`` of the model's config (from ``initialize(args)``) as plain strings."""
+    config = json.loads(args["model_config"])
+    return {key: value.get("string_value", "") for key, value in config.get("parameters", {}).items()}
+
+
+def flag(parameters: Mapping[str, str], key: str) -> bool:
+    """A boolean config parameter ("true"/"1"/"yes")."""
+    return parameters.get(key, "").strip().lower() in {"1", "true", "yes"}
+
+
+def error_text(exc: BaseException) -> str:
+    """``"<code>: <message>"``; unexpected exceptions become ``internal_error`` with their type."""
+    if isinstance(exc, MLSharpError):
+        return f"{exc.code}: {exc}"
+    return f"{INTERNAL_ERROR_CODE}: {type(exc).__name__}: {exc}"
+
+
+def parse_error_text(text: str) -> tuple[str, str]:
+    """Inverse of :func:`error_text` on a Triton error string (which may carry a prefix such as
+    ``"in ensemble 'mlsharp', "``); unknown shapes give ``("internal_error", text)``."""
+    match = _ERROR_RE.search(text.strip())
+    if match is None:
+        return INTERNAL_ERROR_CODE, text.strip()
+    return match.group(1), match.group(2).strip()
+
+
+def as_text(value: Any) -> str:
+    """One element of a BYTES tensor as ``str``."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).decode("utf-8", "replace")
+    return str(value)
+
+
+def as_bytes(value: Any) -> bytes:
+    """One element of a BYTES tensor as ``bytes``."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value)
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    return bytes(value)
+
+
+def bytes_column(values: Sequence[bytes]) -> np.ndarray:
+    """``[B, 1]`` object array of bytes: the shape of a ``TYPE_STRING dims: [1]`` batch."""
+    out = np.empty((len(values), 1), dtype=np.object_)
+    for index, value in enumerate(values):
+        out[index, 0] = value
+    return out
+
+
+def read_inputs(pb_utils: Any, request: Any, names: Iterable[str]) -> Arrays:
+    """Input tensors of one request as numpy arrays (missing ones raise ``KeyError``)."""
+    arrays = {}
+    for name in names:
+        tensor = pb_utils.get_input_tensor_by_name(request, name)
+        if tensor is None:
+            raise KeyError(f"request has no input {name!r}")
+        arrays[name] = tensor.as_numpy()
+    return arrays
+
+
+def make_response(pb_utils: Any, outputs: Mapping[str, np.ndarray]) -> Any:
+    """A successful response from named arrays."""
+    return pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor(k, v) for k, v in outputs.items()])
+
+
+def error_response(pb_utils: Any, exc: BaseException, model: str) -> Any:
+    """A failed response for one request; unexpected errors are logged with their traceback."""
+    if not isinstance(exc, MLSharpError):
+        detail = "".join(traceback.format_exception(exc))
+        _log(pb_utils, f"{model}: unexpected error\n{detail}", error=True)
+    return pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(error_text(exc)))
+
+
+def each_request(
+    pb_utils: Any,
+    requests: Sequence[Any],
+    input_names: Sequence[str],
+    handler: Callable[[Arrays], Mapping[str, np.ndarray]],
+    model: str,
+) -> list[Any]:
+    """Run ``handler`` on every request alone; an exception fails only that request."""
+    responses = []
+    for request in requests:
+        try:
+            responses.append(make_response(pb_utils, handler(read_inputs(pb_utils, request, input_names))))
+        except Exception as exc:
+            responses.append(error_response(pb_utils, exc, model))
+    return responses
+
+
+def _log(pb_utils: Any, message: str, *, error: bool = False) -> None:
+    logger = getattr(pb_utils, "Logger", None)
+    if logger is not None:
+        (logger.log_error if error else logger.log_info)(message)
+    else:
+        (log.error if error else log.info)(message)
+
+
+def all_requests_at_once(
+    pb_utils: Any,
+    requests: Sequence[Any],
+    input_names: Sequence[str],
+    handler: Callable[[list[Arrays]], list[Mapping[str, np.ndarray]]],
+    model: str,
+) -> list[Any]:
+    """Run ``handler`` ONCE on every readable request (the batched network call).
+
+    A request whose inputs cannot be read fails alone; if the batched call itself raises, every
+    request in it fails with that error (they shared the computation).
+    """
+    responses: list[Any] = [None] * len(requests)
+    batch: list[Arrays] = []
+    slots: list[int] = []
+    for index, request in enumerate(requests):
+        try:
+            batch.append(read_inputs(pb_utils, request, input_names))
+            slots.append(index)
+        except Exception as exc:
+            responses[index] = error_response(pb_utils, exc, model)
+    if batch:
+        try:
+            outputs = handler(batch)
+            for index, arrays in zip(slots, outputs, strict=True):
+                responses[index] = make_response(pb_utils, arrays)
+        except Exception as exc:
+            for index in slots:
+                responses[index] = error_response(pb_utils, exc, model)
+    return responses

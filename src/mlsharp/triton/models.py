@@ -1,0 +1,232 @@
+"""The four models of the ``mlsharp`` ensemble as typed configs (see docs/interfaces.md).
+
+Why here and not in hand-written pbtxt: tensor dims follow the preset (working size, gaussian
+count), the ``sharp`` model has a GPU (ONNX Runtime backend, TensorRT/CUDA) and a CPU (python
+backend running ONNX Runtime) form built from the same ONNX file, and the python models read the
+model id and random-weights flag from generated parameters to stamp every output.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from mlsharp.triton.config import (
+    DataType,
+    DynamicBatching,
+    EnsembleStep,
+    ExecutionAccelerator,
+    InstanceGroup,
+    InstanceKind,
+    ModelConfig,
+    Optimization,
+    Tensor,
+)
+
+ENSEMBLE = "mlsharp"
+PREPROCESS = "preprocess"
+SHARP = "sharp"
+POSTPROCESS = "postprocess"
+MODEL_NAMES = (PREPROCESS, SHARP, POSTPROCESS, ENSEMBLE)
+
+#: the network's raw outputs, in order, with their per-gaussian trailing dims
+RAW_OUTPUTS: tuple[tuple[str, tuple[int, ...]], ...] = (
+    ("mean_vectors", (3,)),
+    ("singular_values", (3,)),
+    ("quaternions", (4,)),
+    ("colors", (3,)),
+    ("opacities", ()),
+)
+RAW_OUTPUT_NAMES = tuple(name for name, _ in RAW_OUTPUTS)
+NETWORK_INPUTS = ("image", "disparity_factor")
+
+Target = Literal["cpu", "gpu"]
+GpuAccelerator = Literal["tensorrt", "cuda"]
+
+
+@dataclass(frozen=True)
+class RepositoryOptions:
+    """Everything that varies between generated repositories."""
+
+    preset: str
+    working_size_px: int
+    num_gaussians: int
+    model_id: str
+    random_weights: bool
+    target: Target = "cpu"
+    max_batch_size: int = 4
+    max_queue_delay_us: int = 20_000
+    preprocess_instances: int = 2
+    postprocess_instances: int = 2
+    sharp_instances: int = 1
+    #: ONNX Runtime intra-op threads for the CPU runner (0 = ORT's default: one per core)
+    intra_op_threads: int = 0
+    precision: Literal["fp32", "fp16"] = "fp32"
+    gpu_accelerator: GpuAccelerator = "tensorrt"
+    onnx_filename: str = "model.onnx"
+    trt_cache_dir: str = "/tmp/mlsharp-trt-cache"
+
+    def common_parameters(self) -> dict[str, str]:
+        """Parameters every python model reads (stamping and shapes)."""
+        return {
+            "model_id": self.model_id,
+            "random_weights": "true" if self.random_weights else "false",
+            "preset": self.preset,
+            "working_size_px": str(self.working_size_px),
+        }
+
+
+def _raw_tensors(num_gaussians: int) -> tuple[Tensor, ...]:
+    return tuple(Tensor(name, DataType.FP32, (num_gaussians, *tail)) for name, tail in RAW_OUTPUTS)
+
+
+def _cpu(count: int) -> tuple[InstanceGroup, ...]:
+    return (InstanceGroup(InstanceKind.CPU, count),)
+
+
+# camera travels as FP64 (focal_px, width_px, height_px) so that the served path rebuilds the very
+# same CameraInfo (Python floats) as the eager pipeline; float32 would round focal_px in metadata.
+CAMERA = Tensor("camera", DataType.FP64, (3,))
+# decoder facts for the metadata (focal source, source format) as one JSON string
+IMAGE_INFO = Tensor("image_info", DataType.STRING, (1,))
+
+
+def preprocess_config(opts: RepositoryOptions) -> ModelConfig:
+    """Bytes + focal overrides -> network input; per-request errors; several instances."""
+    size = opts.working_size_px
+    return ModelConfig(
+        name=PREPROCESS,
+        backend="python",
+        max_batch_size=opts.max_batch_size,
+        inputs=(
+            Tensor("image_bytes", DataType.STRING, (1,)),
+            Tensor("focal_px", DataType.FP32, (1,)),
+            Tensor("focal_mm", DataType.FP32, (1,)),
+            Tensor("format", DataType.STRING, (1,)),
+        ),
+        outputs=(
+            Tensor("image", DataType.FP32, (3, size, size)),
+            Tensor("disparity_factor", DataType.FP32, (1,)),
+            CAMERA,
+            IMAGE_INFO,
+        ),
+        instance_groups=_cpu(opts.preprocess_instances),
+        parameters=opts.common_parameters(),
+    )
+
+
+def _batching(opts: RepositoryOptions) -> DynamicBatching:
+    preferred = tuple(s for s in (2, 4, 8, 16) if s <= opts.max_batch_size) if opts.target == "gpu" else ()
+    return DynamicBatching(preferred_batch_sizes=preferred, max_queue_delay_us=opts.max_queue_delay_us)
+
+
+def _gpu_optimization(opts: RepositoryOptions) -> Optimization:
+    if opts.gpu_accelerator == "tensorrt":
+        params = {
+            "precision_mode": "FP16" if opts.precision == "fp16" else "FP32",
+            "max_workspace_size_bytes": str(4 << 30),
+            "trt_engine_cache_enable": "1",
+            "trt_engine_cache_path": opts.trt_cache_dir,
+            # keep LayerNorm in fp32 under FP16: ViT activations overflow half precision otherwise
+            "trt_layer_norm_fp32_fallback": "1",
+        }
+        accelerator = ExecutionAccelerator("tensorrt", params)
+    else:
+        accelerator = ExecutionAccelerator("cuda", {"cudnn_conv_use_max_workspace": "1"})
+    return Optimization(gpu_accelerators=(accelerator,))
+
+
+def sharp_config(opts: RepositoryOptions) -> ModelConfig:
+    """The network: ONNX Runtime backend on GPU, or the python-backend ORT runner on CPU."""
+    size = opts.working_size_px
+    inputs = (
+        Tensor("image", DataType.FP32, (3, size, size)),
+        # [B, 1] on the wire, [B] inside the model (the network takes disparity_factor[B])
+        Tensor("disparity_factor", DataType.FP32, (1,), reshape=()),
+    )
+    common = {
+        "name": SHARP,
+        "max_batch_size": opts.max_batch_size,
+        "inputs": inputs,
+        "outputs": _raw_tensors(opts.num_gaussians),
+        "dynamic_batching": _batching(opts),
+    }
+    if opts.target == "gpu":
+        fp16_file = opts.precision == "fp16" and opts.gpu_accelerator == "cuda"
+        return ModelConfig(
+            platform="onnxruntime_onnx",
+            instance_groups=(InstanceGroup(InstanceKind.GPU, opts.sharp_instances),),
+            optimization=_gpu_optimization(opts),
+            default_model_filename=opts.onnx_filename.replace(".onnx", ".fp16.onnx") if fp16_file else None,
+            **common,
+        )
+    params = opts.common_parameters() | {
+        "onnx_file": opts.onnx_filename,
+        "intra_op_threads": str(opts.intra_op_threads),
+    }
+    return ModelConfig(
+        backend="python", instance_groups=_cpu(opts.sharp_instances), parameters=params, **common
+    )
+
+
+def postprocess_config(opts: RepositoryOptions) -> ModelConfig:
+    """Raw outputs + camera -> encoded scene in the requested format + metadata JSON."""
+    return ModelConfig(
+        name=POSTPROCESS,
+        backend="python",
+        max_batch_size=opts.max_batch_size,
+        inputs=(
+            *_raw_tensors(opts.num_gaussians),
+            CAMERA,
+            IMAGE_INFO,
+            Tensor("format", DataType.STRING, (1,)),
+        ),
+        outputs=(Tensor("scene", DataType.STRING, (1,)), Tensor("metadata", DataType.STRING, (1,))),
+        instance_groups=_cpu(opts.postprocess_instances),
+        parameters=opts.common_parameters(),
+    )
+
+
+def ensemble_config(opts: RepositoryOptions) -> ModelConfig:
+    """``mlsharp``: the public contract of docs/interfaces.md."""
+    same = {name: name for name in NETWORK_INPUTS}
+    raw = {name: name for name in RAW_OUTPUT_NAMES}
+    steps = (
+        EnsembleStep(
+            PREPROCESS,
+            input_map={n: n for n in ("image_bytes", "focal_px", "focal_mm", "format")},
+            output_map=same | {"camera": "camera", "image_info": "image_info"},
+        ),
+        EnsembleStep(SHARP, input_map=same, output_map=raw),
+        EnsembleStep(
+            POSTPROCESS,
+            input_map=raw | {"camera": "camera", "image_info": "image_info", "format": "format"},
+            output_map={"scene": "scene", "metadata": "metadata"},
+        ),
+    )
+    return ModelConfig(
+        name=ENSEMBLE,
+        platform="ensemble",
+        max_batch_size=opts.max_batch_size,
+        inputs=(
+            Tensor("image_bytes", DataType.STRING, (1,)),
+            Tensor("focal_px", DataType.FP32, (1,)),
+            Tensor("focal_mm", DataType.FP32, (1,)),
+            Tensor("format", DataType.STRING, (1,)),
+        ),
+        outputs=(Tensor("scene", DataType.STRING, (1,)), Tensor("metadata", DataType.STRING, (1,))),
+        ensemble_steps=steps,
+    )
+
+
+def all_configs(opts: RepositoryOptions) -> dict[str, ModelConfig]:
+    """Every model of the repository by name, validated."""
+    configs = {
+        PREPROCESS: preprocess_config(opts),
+        SHARP: sharp_config(opts),
+        POSTPROCESS: postprocess_config(opts),
+        ENSEMBLE: ensemble_config(opts),
+    }
+    for config in configs.values():
+        config.validate()
+    return configs

@@ -1,0 +1,165 @@
+"""What each python-backend model computes, on numpy arrays, by calling the core package.
+
+Why separate from ``model.py``: the same code is unit-testable without a server, and it holds no
+numerics of its own — decoding, resizing, unprojection and encoding are the core functions the
+eager :class:`mlsharp.pipeline.ScenePipeline` uses, so served and eager paths cannot drift.
+Each ``run`` takes the arrays of ONE request (leading batch axis ``B``, usually 1).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mlsharp.errors import InvalidParameterError
+from mlsharp.triton.backend import Arrays, as_bytes, as_text, bytes_column, flag
+from mlsharp.triton.models import NETWORK_INPUTS, RAW_OUTPUT_NAMES
+
+PREPROCESS_INPUTS = ("image_bytes", "focal_px", "focal_mm", "format")
+POSTPROCESS_INPUTS = (*RAW_OUTPUT_NAMES, "camera", "image_info", "format")
+
+
+def _formats() -> tuple[str, ...]:
+    from mlsharp.formats import OUTPUT_FORMATS
+
+    return tuple(OUTPUT_FORMATS)
+
+
+def check_format(value: object) -> str:
+    """The requested output format, validated (fails the request before any network time)."""
+    fmt = as_text(value).strip().lower()
+    valid = _formats()
+    if fmt not in valid:
+        raise InvalidParameterError(f"Unknown output format {fmt!r}; choose one of {', '.join(valid)}.")
+    return fmt
+
+
+def _override(value: float) -> float | None:
+    """Wire convention: <= 0 means "not set"; NaN/inf pass through so decoding rejects them."""
+    value = float(value)
+    return None if math.isfinite(value) and value <= 0 else value
+
+
+class PreprocessStage:
+    """Bytes + focal overrides -> ``image``, ``disparity_factor``, ``camera``, ``image_info``."""
+
+    def __init__(self, parameters: Mapping[str, str]) -> None:
+        self.working_size_px = int(parameters["working_size_px"])
+        self.max_pixels = int(parameters["max_pixels"]) if parameters.get("max_pixels") else None
+
+    def run(self, inputs: Arrays) -> Arrays:
+        from mlsharp.imaging import decode_image
+        from mlsharp.preprocess import to_network_input
+
+        batch = inputs["image_bytes"].shape[0]
+        images, factors, cameras, infos = [], [], [], []
+        for i in range(batch):
+            check_format(inputs["format"].reshape(batch, -1)[i, 0])
+            kwargs = {"max_pixels": self.max_pixels} if self.max_pixels else {}
+            decoded = decode_image(
+                as_bytes(inputs["image_bytes"].reshape(batch, -1)[i, 0]),
+                focal_px=_override(inputs["focal_px"].reshape(batch, -1)[i, 0]),
+                focal_mm=_override(inputs["focal_mm"].reshape(batch, -1)[i, 0]),
+                **kwargs,
+            )
+            image, factor = to_network_input(decoded.rgb, decoded.focal_px, self.working_size_px)
+            images.append(image.numpy())
+            factors.append(factor.numpy().reshape(1, 1))
+            cameras.append([float(decoded.focal_px), float(decoded.width_px), float(decoded.height_px)])
+            info = {"focal_source": decoded.focal_source, "source_format": decoded.source_format}
+            infos.append(json.dumps(info).encode())
+        return {
+            "image": np.concatenate(images).astype(np.float32, copy=False),
+            "disparity_factor": np.concatenate(factors).astype(np.float32, copy=False),
+            "camera": np.asarray(cameras, dtype=np.float64),
+            "image_info": bytes_column(infos),
+        }
+
+
+class OnnxRunner:
+    """The CPU form of ``sharp``: every request of one ``execute`` call in ONE ONNX Runtime run.
+
+    Requests are concatenated along the batch axis and the outputs split back, because the python
+    backend hands over the dynamic batcher's requests as a list and never stacks them itself.
+    """
+
+    def __init__(self, model_path: Path, intra_op_threads: int = 0) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        if intra_op_threads > 0:
+            options.intra_op_num_threads = intra_op_threads
+        self.session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+        batch_dim = self.session.get_inputs()[0].shape[0]
+        #: False when the graph was exported with a fixed batch of 1 (then items run one by one)
+        self.dynamic_batch = not isinstance(batch_dim, int) or batch_dim != 1
+
+    def run(self, requests: Sequence[Arrays]) -> list[Arrays]:
+        """``requests``: per request ``image[B,3,S,S]`` and ``disparity_factor[B,1]`` (or ``[B]``)."""
+        images = [np.ascontiguousarray(r["image"], dtype=np.float32) for r in requests]
+        factors = [np.asarray(r["disparity_factor"], dtype=np.float32).reshape(-1) for r in requests]
+        sizes = [len(f) for f in factors]
+        image, factor = np.concatenate(images), np.concatenate(factors)
+        if self.dynamic_batch:
+            outputs = self.session.run(
+                list(RAW_OUTPUT_NAMES), dict(zip(NETWORK_INPUTS, (image, factor), strict=True))
+            )
+        else:
+            parts = [
+                self.session.run(
+                    list(RAW_OUTPUT_NAMES), {"image": image[i : i + 1], "disparity_factor": factor[i : i + 1]}
+                )
+                for i in range(len(factor))
+            ]
+            outputs = [np.concatenate([p[k] for p in parts]) for k in range(len(RAW_OUTPUT_NAMES))]
+        results, start = [], 0
+        for size in sizes:
+            results.append(
+                {name: out[start : start + size] for name, out in zip(RAW_OUTPUT_NAMES, outputs, strict=True)}
+            )
+            start += size
+        return results
+
+
+class PostprocessStage:
+    """Raw outputs + camera -> ``scene`` bytes in the requested format and ``metadata`` JSON."""
+
+    def __init__(self, parameters: Mapping[str, str]) -> None:
+        self.working_size_px = int(parameters["working_size_px"])
+        self.model_id = parameters["model_id"]
+        self.random_weights = flag(parameters, "random_weights")
+
+    def run(self, inputs: Arrays) -> Arrays:
+        from mlsharp.formats import build_metadata, encode_scene
+        from mlsharp.gaussians import CameraInfo, unproject
+
+        batch = inputs["camera"].shape[0]
+        scenes, metadata = [], []
+        for i in range(batch):
+            fmt = check_format(inputs["format"].reshape(batch, -1)[i, 0])
+            focal, width, height = (float(v) for v in inputs["camera"][i])
+            camera = CameraInfo(focal_px=focal, width_px=int(width), height_px=int(height))
+            raw = [torch.from_numpy(np.ascontiguousarray(inputs[name][i])) for name in RAW_OUTPUT_NAMES]
+            gaussians = unproject(*raw, camera, self.working_size_px)
+            scenes.append(encode_scene(fmt, gaussians, camera, random_weights=self.random_weights))
+            extra = json.loads(as_text(inputs["image_info"].reshape(batch, -1)[i, 0]))
+            meta = build_metadata(
+                gaussians,
+                camera,
+                model_id=self.model_id,
+                random_weights=self.random_weights,
+                working_size_px=self.working_size_px,
+                extra=extra,
+            )
+            metadata.append(metadata_json(meta))
+        return {"scene": bytes_column(scenes), "metadata": bytes_column(metadata)}
+
+
+def metadata_json(metadata: Mapping[str, object]) -> bytes:
+    """The metadata document as the CLI writes it (sorted keys, 2-space indent, UTF-8)."""
+    return json.dumps(metadata, indent=2, sort_keys=True).encode()
