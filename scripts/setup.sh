@@ -40,6 +40,8 @@ install_python() {
   # torch first, pinned, so the CPU wheel on these machines is used (never a multi-GB CUDA build).
   "$VENV/bin/pip" install -q --disable-pip-version-check torch==2.13.0
   "$VENV/bin/pip" install -q --disable-pip-version-check -e ".[all]"
+  # Only the tritonserver binary and stubs are used from this wheel; its numpy<2 pin would clash.
+  "$VENV/bin/pip" install -q --disable-pip-version-check --no-deps nvidia-pytriton==0.7.0
   echo "$want" > "$stamp"
 }
 
