@@ -8,7 +8,8 @@ cd "$ROOT"
 VENV="${MLSHARP_VENV:-$ROOT/.venv}"
 PY="${PYTHON:-python3}"
 
-APT_PACKAGES=(redis-server)
+# redis-server: cache tests; chromium: the web page's browser tests (Debian's build, no download).
+APT_PACKAGES=(redis-server chromium)
 
 install_apt() {
   local missing=()
@@ -45,6 +46,35 @@ install_python() {
   echo "$want" > "$stamp"
 }
 
+install_web() {
+  # The page's three.js and Spark modules come from npm with a lock file and are served by the
+  # gateway itself (never from a CDN).
+  local stamp="web/node_modules/.mlsharp-lock-sha"
+  local want
+  want="$(sha256sum web/package-lock.json | cut -c1-16)"
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+    return 0
+  fi
+  if ! command -v npm >/dev/null 2>&1; then
+    echo "setup: npm not found: the web page's 3D viewer will be unavailable" >&2
+    return 0
+  fi
+  echo "setup: npm ci (web/)"
+  (cd web && npm ci --no-audit --no-fund --loglevel=error)
+  echo "$want" > "$stamp"
+}
+
+install_triton_stub_env() {
+  # Triton 2.51's Python stub needs NumPy < 2: a small overlay environment beside the venv.
+  "$VENV/bin/python" -m mlsharp.triton.server --setup-stub-env >/dev/null
+}
+
 install_apt
 install_python
+install_web
+install_triton_stub_env
+if [ "${MLSHARP_SETUP_DEPLOY_TOOLS:-1}" = "1" ]; then
+  # Linters and schema validators for docker/, deploy/ (pinned; PyPI and Debian only).
+  bash scripts/validate-deploy.sh --install-only >/dev/null
+fi
 echo "setup: ready ($VENV)"
