@@ -25,7 +25,12 @@ import torch
 
 from mlsharp.triton.models import NETWORK_INPUTS, RAW_OUTPUT_NAMES
 
-TOLERANCES: dict[str, tuple[float, float]] = {"fp32": (1e-4, 1e-5), "fp16": (2e-2, 1e-3)}  # (rtol, atol)
+# (rtol, atol); an output passes when max|diff| <= atol + rtol * max|reference|.
+# fp32: measured float32 spread between equally valid kernel orders with random prediction heads is
+# up to ~4e-4 of an output's range (full preset, ORT vs eager: quaternions 5.2e-4 at |ref| 1.27,
+# singular values 3.0e-4 at 1.32; eager batch-2 vs two single forwards differs by the same order).
+# 1e-3 leaves a 2x margin; a real export bug (a wrong op, weight or layout) shows up at >= 1e-2.
+TOLERANCES: dict[str, tuple[float, float]] = {"fp32": (1e-3, 1e-4), "fp16": (2e-2, 1e-3)}
 
 
 @dataclass

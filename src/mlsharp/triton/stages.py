@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mlsharp.errors import InvalidParameterError
 from mlsharp.triton.backend import Arrays, as_bytes, as_text, bytes_column, flag
 from mlsharp.triton.models import NETWORK_INPUTS, RAW_OUTPUT_NAMES
 
@@ -24,19 +23,11 @@ PREPROCESS_INPUTS = ("image_bytes", "focal_px", "focal_mm", "format")
 POSTPROCESS_INPUTS = (*RAW_OUTPUT_NAMES, "camera", "image_info", "format")
 
 
-def _formats() -> tuple[str, ...]:
-    from mlsharp.formats import OUTPUT_FORMATS
-
-    return tuple(OUTPUT_FORMATS)
-
-
 def check_format(value: object) -> str:
     """The requested output format, validated (fails the request before any network time)."""
-    fmt = as_text(value).strip().lower()
-    valid = _formats()
-    if fmt not in valid:
-        raise InvalidParameterError(f"Unknown output format {fmt!r}; choose one of {', '.join(valid)}.")
-    return fmt
+    from mlsharp.formats import check_format as core_check_format
+
+    return core_check_format(as_text(value).strip())
 
 
 def _override(value: float) -> float | None:
@@ -136,6 +127,7 @@ class PostprocessStage:
 
     def run(self, inputs: Arrays) -> Arrays:
         from mlsharp.formats import build_metadata, encode_scene
+        from mlsharp.formats.metadata import metadata_json_bytes
         from mlsharp.gaussians import CameraInfo, unproject
 
         batch = inputs["camera"].shape[0]
@@ -156,10 +148,5 @@ class PostprocessStage:
                 working_size_px=self.working_size_px,
                 extra=extra,
             )
-            metadata.append(metadata_json(meta))
+            metadata.append(metadata_json_bytes(meta))
         return {"scene": bytes_column(scenes), "metadata": bytes_column(metadata)}
-
-
-def metadata_json(metadata: Mapping[str, object]) -> bytes:
-    """The metadata document as the CLI writes it (sorted keys, 2-space indent, UTF-8)."""
-    return json.dumps(metadata, indent=2, sort_keys=True).encode()
