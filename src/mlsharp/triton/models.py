@@ -116,7 +116,7 @@ def preprocess_config(opts: RepositoryOptions) -> ModelConfig:
 
 
 def _batching(opts: RepositoryOptions) -> DynamicBatching:
-    preferred = tuple(s for s in (2, 4, 8, 16) if s <= opts.max_batch_size) if opts.target == "gpu" else ()
+    preferred = tuple(s for s in (2, 4, 8, 16) if s <= opts.max_batch_size)
     return DynamicBatching(preferred_batch_sizes=preferred, max_queue_delay_us=opts.max_queue_delay_us)
 
 
