@@ -60,6 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image", type=Path, help="image for the numeric check (default: generated photo)")
     p.add_argument("--size", type=int, help="working size; only the preset's own size is valid")
     p.add_argument("--verify-batch", type=int, help="items in the check batch (default 2; 1 for full)")
+    p.add_argument(
+        "--fp64-floor",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="also run eager fp64 to report float32's own error per output (auto: not for full)",
+    )
     p.add_argument("--max-batch-size", type=int, help="Triton max_batch_size (default: 8 cpu small, 4 gpu)")
     p.add_argument("--max-queue-delay-us", type=int, default=20_000)
     p.add_argument("--preprocess-instances", type=int, default=2)
@@ -111,6 +117,9 @@ def run(args: argparse.Namespace) -> int:
     image, factor = _check_inputs(image_bytes, config.working_size_px, batch)
     reference, eager_s = verify.eager_outputs(model, image, factor)
     print(f"eager fp32 batch {batch}: {eager_s:.1f} s", flush=True)
+    floor = None
+    if args.fp64_floor == "on" or (args.fp64_floor == "auto" and args.preset != "full"):
+        floor = verify.fp64_floor(model, image, factor, reference)
 
     checks: list[verify.Check] = []
     files: dict[str, Path] = {}
@@ -119,17 +128,19 @@ def run(args: argparse.Namespace) -> int:
         start = time.perf_counter()
         files["onnx_fp32"] = graphs.export_onnx(model, config.working_size_px, out / "onnx" / "model.onnx")
         timings["onnx_export"] = time.perf_counter() - start
-        checks.append(verify.check_onnx(files["onnx_fp32"], "fp32", image, factor, reference))
+        checks.append(verify.check_onnx(files["onnx_fp32"], "fp32", image, factor, reference, floor=floor))
         if "fp16" in args.precision:
             files["onnx_fp16"] = graphs.convert_fp16(files["onnx_fp32"], out / "onnx" / "model.fp16.onnx")
-            checks.append(verify.check_onnx(files["onnx_fp16"], "fp16", image, factor, reference))
+            checks.append(
+                verify.check_onnx(files["onnx_fp16"], "fp16", image, factor, reference, floor=floor)
+            )
     if "torchscript" in args.formats:
         start = time.perf_counter()
         files["torchscript"] = graphs.export_torchscript(
             model, config.working_size_px, out / "torchscript" / "model.pt"
         )
         timings["torchscript_export"] = time.perf_counter() - start
-        checks.append(verify.check_torchscript(files["torchscript"], image, factor, reference))
+        checks.append(verify.check_torchscript(files["torchscript"], image, factor, reference, floor=floor))
     for check in checks:
         print("\n".join(check.lines()), flush=True)
     ok = all(c.ok for c in checks)
@@ -181,7 +192,9 @@ def run(args: argparse.Namespace) -> int:
             "ok": ok,
             "timings_s": timings,
             "files": {key: [file_entry(p, out) for p in onnx_files(path)] for key, path in files.items()},
-            "repository": str(repository) if repository else None,
+            "repository": str(repository.relative_to(out))
+            if repository and repository.is_relative_to(out)
+            else (str(repository) if repository else None),
             "repository_options": asdict(opts),
         },
     )

@@ -4,10 +4,13 @@ Tolerance rule, per output: ``max|exported - eager| <= atol + rtol * max|eager|`
 the output's range because the means scale with metric depth (up to ~1e4 * f/W) while colours and
 opacities live in [0, 1]; absolute for near-zero outputs.
 
-* fp32 (ONNX Runtime CPU, TorchScript): rtol 1e-4, atol 1e-5. Both run the same float32 maths in
-  a different operator order (fused attention, conv algorithms, reassociated reductions); the
-  reference port measured 7.6e-5 on means up to 48 (1.6e-6 relative) on the full model, and the
-  test preset on a photo-like image stays well inside 1e-4.
+* fp32 (ONNX Runtime CPU, TorchScript): rtol 5e-4, atol 1e-5. Both run the same float32 maths in
+  a different operator order (fused attention, conv algorithms, reassociated reductions). Eager
+  float32 is itself only that exact: on the test preset (photo-like image, random weights) eager
+  fp32 differs from an fp64 run of the same model by up to 1.2e-4 on quaternions (|q| <= 1) and
+  1.8e-4 on singular values (<= 4.5), while ONNX Runtime lands within 2.9e-6 / 5.1e-5 of fp64 —
+  so the ORT-vs-eager difference is eager's own rounding. The check also reports this float32
+  "floor" (max|eager fp32 - eager fp64|) per output when it is computed (``fp64_floor``).
 * fp16 (converted ONNX on ONNX Runtime CPU): rtol 2e-2, atol 1e-3 — half precision has a
   10-bit mantissa (~1e-3 per op) accumulated over a deep network; this only guards against a
   broken conversion (overflow, NaN, wrong casts), it does not claim fp16 equals fp32.
@@ -15,6 +18,7 @@ opacities live in [0, 1]; absolute for near-zero outputs.
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -42,6 +46,7 @@ class OutputDiff:
     max_abs_reference: float
     tolerance: float
     finite: bool
+    fp64_floor: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -76,7 +81,8 @@ class Check:
         head = f"{self.runtime} {self.precision} batch {self.batch} ({self.seconds:.1f} s):"
         rows = [
             f"  {d.name:16s} max|diff| {d.max_abs_diff:.3e}  (|ref| <= {d.max_abs_reference:.3e}, "
-            f"tol {d.tolerance:.3e}) {'ok' if d.ok else 'FAIL'}"
+            f"tol {d.tolerance:.3e}{'' if d.fp64_floor is None else f', fp32 floor {d.fp64_floor:.1e}'}) "
+            f"{'ok' if d.ok else 'FAIL'}"
             for d in self.diffs
         ]
         return [head, *rows]
@@ -88,11 +94,13 @@ def compare(
     outputs: Sequence[np.ndarray],
     reference: Sequence[np.ndarray],
     seconds: float,
+    floor: Sequence[float] | None = None,
 ) -> Check:
-    """Build a :class:`Check` from matching output lists."""
+    """Build a :class:`Check` from matching output lists (``floor``: per-output fp32 noise floor)."""
     rtol, atol = TOLERANCES[precision]
     check = Check(runtime, precision, int(reference[0].shape[0]), seconds, rtol, atol)
-    for name, out, ref in zip(RAW_OUTPUT_NAMES, outputs, reference, strict=True):
+    floors = list(floor) if floor is not None else [None] * len(RAW_OUTPUT_NAMES)
+    for name, out, ref, noise in zip(RAW_OUTPUT_NAMES, outputs, reference, floors, strict=True):
         out = np.asarray(out, dtype=np.float64)
         ref = np.asarray(ref, dtype=np.float64)
         if out.shape != ref.shape:
@@ -100,7 +108,7 @@ def compare(
         finite = bool(np.isfinite(out).all())
         diff = float(np.max(np.abs(out - ref))) if finite else float("inf")
         scale = float(np.max(np.abs(ref)))
-        check.diffs.append(OutputDiff(name, diff, scale, atol + rtol * scale, finite))
+        check.diffs.append(OutputDiff(name, diff, scale, atol + rtol * scale, finite, noise))
     return check
 
 
@@ -114,6 +122,24 @@ def eager_outputs(
     return [o.float().numpy() for o in outputs], time.perf_counter() - start
 
 
+@torch.inference_mode()
+def fp64_floor(
+    model: torch.nn.Module, image: torch.Tensor, factor: torch.Tensor, reference: Sequence[np.ndarray]
+) -> list[float]:
+    """max|eager fp32 - eager fp64| per output: how exact float32 itself is on this input.
+
+    Costs a float64 copy of the model and a slower forward; meant for the small presets.
+    """
+    double = copy.deepcopy(model).double()
+    outputs = double(image.double(), factor.double())
+    floors = [
+        float(np.max(np.abs(o.numpy() - np.asarray(r, np.float64))))
+        for o, r in zip(outputs, reference, strict=True)
+    ]
+    del double
+    return floors
+
+
 def check_onnx(
     path: Path,
     precision: str,
@@ -121,6 +147,7 @@ def check_onnx(
     factor: torch.Tensor,
     reference: Sequence[np.ndarray],
     threads: int = 0,
+    floor: Sequence[float] | None = None,
 ) -> Check:
     """Run ``path`` in ONNX Runtime (CPU) on the same batch and compare."""
     import onnxruntime as ort
@@ -134,15 +161,19 @@ def check_onnx(
     outputs = session.run(list(RAW_OUTPUT_NAMES), feed)
     seconds = time.perf_counter() - start
     del session
-    return compare("onnxruntime-cpu", precision, outputs, reference, seconds)
+    return compare("onnxruntime-cpu", precision, outputs, reference, seconds, floor)
 
 
 def check_torchscript(
-    path: Path, image: torch.Tensor, factor: torch.Tensor, reference: Sequence[np.ndarray]
+    path: Path,
+    image: torch.Tensor,
+    factor: torch.Tensor,
+    reference: Sequence[np.ndarray],
+    floor: Sequence[float] | None = None,
 ) -> Check:
     """Load the traced module and compare."""
     module = torch.jit.load(str(path), map_location="cpu")
     start = time.perf_counter()
     with torch.inference_mode():
         outputs = [o.numpy() for o in module(image, factor)]
-    return compare("torchscript", "fp32", outputs, reference, time.perf_counter() - start)
+    return compare("torchscript", "fp32", outputs, reference, time.perf_counter() - start, floor)
