@@ -1,44 +1,102 @@
 """Suite-wide fixtures: one real tritonserver on an exported `test` preset, shared by the Triton,
-gateway and web tests (exporting and starting a server per module would dominate the run time)."""
+gateway and web tests (exporting and starting a server per module would dominate the run time).
+
+``MLSHARP_TEST_TRITON_REPOSITORY`` names an existing model repository to reuse (e.g. one exported by
+hand with ``python -m export --preset test --random-weights --out DIR``: ``DIR/model_repository``);
+``MLSHARP_TEST_TRITON_EXPORT`` names an export directory holding one. Tests that compare with eager
+PyTorch read the preset and seed from the repository's own ``model_id`` (``random-<preset>-seed<n>``).
+"""
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 #: random weights of the exported test preset (the eager comparison uses the same seed)
 TRITON_TEST_SEED = 0
+REPOSITORY_ENV = "MLSHARP_TEST_TRITON_REPOSITORY"
+EXPORT_ENV = "MLSHARP_TEST_TRITON_EXPORT"
+_MODEL_ID_RE = re.compile(r'key: "model_id" value: \{ string_value: "([^"]*)" \}')
+_RANDOM_ID_RE = re.compile(r"random-(?P<preset>\w+)-seed(?P<seed>\d+)")
 
 
-@pytest.fixture(scope="session")
-def triton_export_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """`python -m export --preset test --random-weights` once per session (or a given export)."""
-    given = os.environ.get("MLSHARP_TEST_TRITON_EXPORT")
-    if given:
-        return Path(given)
-    out = tmp_path_factory.mktemp("triton-export")
+def require_triton() -> None:
+    """Skip (with the reason) where the pip tritonserver is not installed."""
+    from mlsharp.triton import paths
+
+    try:
+        paths.find_triton()
+    except paths.TritonNotInstalledError as error:
+        pytest.skip(f"tritonserver is not installed (pip nvidia-pytriton): {error}")
+
+
+def export_test_preset(out: Path, *extra: str, seed: int = TRITON_TEST_SEED, preset: str = "test") -> Path:
+    """``python -m export --random-weights`` (ONNX only) into ``out``; returns the repository path."""
     command = [
-        sys.executable, "-m", "export", "--preset", "test", "--random-weights",
-        "--seed", str(TRITON_TEST_SEED), "--formats", "onnx", "--out", str(out),
+        sys.executable, "-m", "export", "--preset", preset, "--random-weights",
+        "--seed", str(seed), "--formats", "onnx", "--out", str(out), *extra,
     ]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, timeout=1200)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-    return out
+    return out / "model_repository"
+
+
+@dataclass(frozen=True)
+class RepositoryWeights:
+    """Which random weights a repository serves, so eager PyTorch can rebuild the same network."""
+
+    model_id: str
+    preset: str
+    seed: int
+
+
+def repository_weights(repository: Path) -> RepositoryWeights:
+    """Preset and seed from the ``model_id`` the exporter stamped into ``preprocess/config.pbtxt``."""
+    config = (repository / "preprocess" / "config.pbtxt").read_text()
+    found = _MODEL_ID_RE.search(config)
+    assert found, f"{repository}: no model_id parameter in preprocess/config.pbtxt"
+    random_id = _RANDOM_ID_RE.fullmatch(found.group(1))
+    if random_id is None:
+        pytest.skip(f"{repository} serves {found.group(1)!r}, not random weights: no eager twin")
+    return RepositoryWeights(found.group(1), random_id["preset"], int(random_id["seed"]))
 
 
 @pytest.fixture(scope="session")
-def triton_repository(triton_export_dir: Path) -> Path:
-    return triton_export_dir / "model_repository"
+def triton_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The `test` preset exported once per session with random weights (or a given repository)."""
+    require_triton()
+    given = os.environ.get(REPOSITORY_ENV)
+    if given:
+        repository = Path(given).resolve()
+    elif os.environ.get(EXPORT_ENV):
+        repository = Path(os.environ[EXPORT_ENV]).resolve() / "model_repository"
+    else:
+        return export_test_preset(tmp_path_factory.mktemp("triton-export"))
+    assert (repository / "mlsharp" / "config.pbtxt").is_file(), f"{repository} is not an mlsharp repository"
+    return repository
 
 
 @pytest.fixture(scope="session")
-def triton_server(triton_repository: Path) -> Iterator[object]:
-    """A started `TritonServer` (free 127.0.0.1 ports) with `grpc_url`, `http_url`, `metrics_url`."""
+def triton_weights(triton_repository: Path) -> RepositoryWeights:
+    """Preset and seed of the served random weights."""
+    return repository_weights(triton_repository)
+
+
+@pytest.fixture(scope="session")
+def triton_server(triton_repository: Path) -> Iterator[Any]:
+    """A started :class:`mlsharp.triton.server.TritonServer` on free 127.0.0.1 ports.
+
+    Attributes used by the suite: ``grpc_url`` / ``http_url`` (``host:port``), ``metrics_url`` (full
+    URL), ``repository``, ``http_port`` / ``grpc_port`` / ``metrics_port``, ``log_tail()``.
+    """
     from mlsharp.triton.server import TritonServer
 
     with TritonServer(triton_repository) as server:
