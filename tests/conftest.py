@@ -70,16 +70,24 @@ def repository_weights(repository: Path) -> RepositoryWeights:
 
 
 @pytest.fixture(scope="session")
-def triton_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The `test` preset exported once per session with random weights (or a given repository)."""
+def triton_export_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The `test` preset exported once per session with random weights (``onnx/``, manifest and
+    ``model_repository/``), or the export given by the environment (see the module docstring)."""
     require_triton()
+    if os.environ.get(REPOSITORY_ENV):
+        return Path(os.environ[REPOSITORY_ENV]).resolve().parent  # the exporter's OUT/model_repository
+    if os.environ.get(EXPORT_ENV):
+        return Path(os.environ[EXPORT_ENV]).resolve()
+    out = tmp_path_factory.mktemp("triton-export")
+    export_test_preset(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def triton_repository(triton_export_dir: Path) -> Path:
+    """The model repository served by ``triton_server``."""
     given = os.environ.get(REPOSITORY_ENV)
-    if given:
-        repository = Path(given).resolve()
-    elif os.environ.get(EXPORT_ENV):
-        repository = Path(os.environ[EXPORT_ENV]).resolve() / "model_repository"
-    else:
-        return export_test_preset(tmp_path_factory.mktemp("triton-export"))
+    repository = Path(given).resolve() if given else triton_export_dir / "model_repository"
     assert (repository / "mlsharp" / "config.pbtxt").is_file(), f"{repository} is not an mlsharp repository"
     return repository
 
