@@ -23,7 +23,7 @@ from export import graphs, verify
 from export.manifest import file_entry, write_manifest
 from export.repository import onnx_files, write_repository
 from export.sample_image import photo_like_jpeg
-from mlsharp.errors import MLSharpError
+from mlsharp.errors import InvalidParameterError, MLSharpError
 from mlsharp.triton.models import RepositoryOptions
 
 FORMATS = ("onnx", "torchscript")
@@ -79,8 +79,9 @@ def _check_size(preset_name: str, working_size: int, size: int | None) -> None:
 
     if size is not None and size != working_size:
         valid = ", ".join(f"{name}: {cfg.working_size_px}" for name, cfg in PRESETS.items())
-        raise SystemExit(
-            f"error: --size {size} is not valid for preset {preset_name!r}; the network has one static "
+        # an MLSharpError: main() prints it and exits 2 ("bad arguments"), not 1 ("check failed")
+        raise InvalidParameterError(
+            f"--size {size} is not valid for preset {preset_name!r}; the network has one static "
             f"working size per preset ({valid}). Photos of any size are resized to it by `preprocess`."
         )
 
