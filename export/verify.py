@@ -4,13 +4,19 @@ Tolerance rule, per output: ``max|exported - eager| <= atol + rtol * max|eager|`
 the output's range because the means scale with metric depth (up to ~1e4 * f/W) while colours and
 opacities live in [0, 1]; absolute for near-zero outputs.
 
-* fp32 (ONNX Runtime CPU, TorchScript): rtol 5e-4, atol 1e-5. Both run the same float32 maths in
-  a different operator order (fused attention, conv algorithms, reassociated reductions). Eager
-  float32 is itself only that exact: on the test preset (photo-like image, random weights) eager
-  fp32 differs from an fp64 run of the same model by up to 1.2e-4 on quaternions (|q| <= 1) and
-  1.8e-4 on singular values (<= 4.5), while ONNX Runtime lands within 2.9e-6 / 5.1e-5 of fp64 —
-  so the ORT-vs-eager difference is eager's own rounding. The check also reports this float32
-  "floor" (max|eager fp32 - eager fp64|) per output when it is computed (``fp64_floor``).
+* fp32 (ONNX Runtime CPU, TorchScript): rtol 1e-3, atol 1e-4 (see ``TOLERANCES``). Both run the
+  same float32 maths in a different operator order (fused attention, conv algorithms,
+  reassociated reductions), and the randomly weighted Gaussian branch amplifies that rounding.
+  Measured as max|diff| / max|eager|: eager batch 2 vs two eager batch-1 forwards (test preset,
+  seeds 0-3) up to 1.2e-4 (quaternions); ONNX vs eager up to 1.2e-4 on the test preset (seed 0,
+  which failed the former rtol of 1e-4), 8e-5 on the tiny preset at 1536 px and 4.1e-4 on the full
+  preset (quaternions; singular values 2.3e-4). Eager float32 is itself only that exact: on the
+  test preset eager fp32 differs from an fp64 run of the same model by up to 1.2e-4 on quaternions
+  (|q| <= 1) and 1.8e-4 on singular values (<= 4.5), while ONNX Runtime lands within 2.9e-6 /
+  5.1e-5 of fp64, so the ORT-vs-eager difference is eager's own rounding. The check also reports
+  this float32 "floor" (max|eager fp32 - eager fp64|) per output when it is computed
+  (``fp64_floor``). 1e-3 still fails real export bugs: tests/triton/test_export_verify.py shows it
+  failing for another seed's weights and for ONE doubled weight in the texture head (2e-2).
 * fp16 (converted ONNX on ONNX Runtime CPU): rtol 2e-2, atol 1e-3 — half precision has a
   10-bit mantissa (~1e-3 per op) accumulated over a deep network; this only guards against a
   broken conversion (overflow, NaN, wrong casts), it does not claim fp16 equals fp32.
