@@ -1,0 +1,96 @@
+"""One request through the `mlsharp` ensemble on a real tritonserver, timed stage by stage.
+
+Starts `tritonserver` on an exported repository, sends one photo over gRPC (raised message limits)
+and reads Triton's per-model statistics before and after, so the time of preprocess, sharp and
+postprocess (queue vs compute) and the client-side rest (transport, waiting) are known. This is
+the issue-3 manual run at full size (`--repository artifacts/full/model_repository`).
+
+    python -m benchmarks.triton_request --repository artifacts/full/model_repository --out result.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import tritonclient.grpc as grpcclient
+
+from benchmarks.gpu_check import photo_jpeg
+from mlsharp.triton.server import TritonServer
+
+MODELS = ("preprocess", "sharp", "postprocess")
+GRPC_LIMITS = [("grpc.max_send_message_length", 1 << 30), ("grpc.max_receive_message_length", 1 << 30)]
+
+
+def model_stats(http_url: str, model: str) -> dict[str, float]:
+    """Cumulative seconds per phase and counts of one model, from /v2/models/<m>/stats."""
+    with urllib.request.urlopen(f"http://{http_url}/v2/models/{model}/stats", timeout=30) as response:
+        entry = json.load(response)["model_stats"][0]
+    inference = entry["inference_stats"]
+    seconds = {phase: int(inference[phase]["ns"]) / 1e9 for phase in ("queue", "compute_input",
+               "compute_infer", "compute_output", "success")}  # fmt: skip
+    seconds["inference_count"] = float(entry["inference_count"])
+    seconds["execution_count"] = float(entry["execution_count"])
+    return seconds
+
+
+def run_request(server: TritonServer, image: bytes, fmt: str) -> tuple[float, int]:
+    client = grpcclient.InferenceServerClient(server.grpc_url, channel_args=GRPC_LIMITS)
+    inputs = [
+        grpcclient.InferInput("image_bytes", [1, 1], "BYTES"),
+        grpcclient.InferInput("focal_px", [1, 1], "FP32"),
+        grpcclient.InferInput("focal_mm", [1, 1], "FP32"),
+        grpcclient.InferInput("format", [1, 1], "BYTES"),
+    ]
+    inputs[0].set_data_from_numpy(np.array([[image]], dtype=object))
+    inputs[1].set_data_from_numpy(np.zeros((1, 1), np.float32))
+    inputs[2].set_data_from_numpy(np.zeros((1, 1), np.float32))
+    inputs[3].set_data_from_numpy(np.array([[fmt.encode()]], dtype=object))
+    start = time.perf_counter()
+    result = client.infer("mlsharp", inputs, client_timeout=3600)
+    seconds = time.perf_counter() - start
+    return seconds, len(result.as_numpy("scene")[0][0])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repository", type=Path, required=True)
+    parser.add_argument("--format", default="ply")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    image = photo_jpeg()
+    with TritonServer(args.repository, startup_timeout_s=600) as server:
+        before = {m: model_stats(server.http_url, m) for m in MODELS}
+        request_s, scene_bytes = run_request(server, image, args.format)
+        after = {m: model_stats(server.http_url, m) for m in MODELS}
+    stages = {m: {k: after[m][k] - before[m][k] for k in after[m]} for m in MODELS}
+    network_s = stages["sharp"]["compute_infer"]
+    report = {
+        "what": "one request through the mlsharp ensemble; RANDOM WEIGHTS (timing only)",
+        "repository": str(args.repository),
+        "format": args.format,
+        "image_bytes": len(image),
+        "scene_bytes": scene_bytes,
+        "request_s": request_s,
+        "stages_s": stages,
+        "network_s": network_s,
+        "non_network_s": request_s - network_s,
+        "non_network_share": (request_s - network_s) / request_s,
+    }
+    print(f"request {request_s:.2f} s, scene {scene_bytes / 1e6:.1f} MB")
+    for model in MODELS:
+        s = stages[model]
+        print(f"  {model:12s} queue {s['queue']:8.3f} s  input {s['compute_input']:7.3f} s  "
+              f"infer {s['compute_infer']:8.3f} s  output {s['compute_output']:7.3f} s")  # fmt: skip
+    print(f"non-network share of the request: {100 * report['non_network_share']:.2f} %")
+    if args.out:
+        args.out.write_text(json.dumps(report, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
