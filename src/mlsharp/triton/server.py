@@ -7,6 +7,10 @@ This launcher fails fast with the log tail, gives every server its own shm prefi
 directory, and on stop sends SIGTERM, waits, then SIGKILLs the server and its stubs and removes
 exactly the shm regions and files it created.
 
+Shutdown caveat (Triton >= 24.04, measured on 2.51): after SIGTERM the server first waits for open
+HTTP keep-alive connections to close, for up to ``--exit-timeout-secs``, then exits 1 with "Exit
+timeout expired". gRPC channels do not count. Close HTTP clients before stopping.
+
     python -m mlsharp.triton.server --repository artifacts/repo --http-port 8000
 """
 
@@ -115,6 +119,8 @@ class TritonServer:
         self.workdir: Path | None = None
         self.log_file: Path | None = None
         self._stubs: set[int] = set()
+        #: the log's last lines as of the last stop() (the log itself may live in the removed scratch dir)
+        self.last_log_tail = ""
         self._lock = threading.Lock()
 
     # -- addresses ------------------------------------------------------------------------
@@ -287,6 +293,7 @@ class TritonServer:
                     code = process.wait(timeout=30)
             self._kill_stubs()
             self._remove_shm()
+            self.last_log_tail = self.log_tail() if process is not None else self.last_log_tail
             if self.workdir is not None:
                 shutil.rmtree(self.workdir, ignore_errors=True)
                 self.workdir = None
@@ -339,6 +346,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-verbose", type=int, default=0)
     parser.add_argument("--startup-timeout", type=float, default=600.0, help="seconds to wait for ready")
     parser.add_argument(
+        "--exit-timeout", type=int, default=30, help="seconds Triton waits for in-flight work on stop"
+    )
+    parser.add_argument(
         "--setup-stub-env", action="store_true", help="only create the NumPy-1 stub env if needed, then exit"
     )
     return parser
@@ -362,6 +372,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log_path=args.log_file,
         startup_timeout_s=args.startup_timeout,
         log_verbose=args.log_verbose,
+        exit_timeout_s=args.exit_timeout,
     )
     stop = threading.Event()
 
@@ -386,6 +397,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
     code = server.stop()
     print(f"triton stopped (exit code {code})", flush=True)
+    if code not in (0, None) and server.last_log_tail and "Exit timeout expired" in server.last_log_tail:
+        print(
+            "mlsharp-triton: clients kept HTTP connections open past --exit-timeout-secs; Triton waits "
+            "for them on shutdown (close HTTP clients before stopping)",
+            file=sys.stderr,
+        )
     return 0 if code in (0, None) else 1
 
 
