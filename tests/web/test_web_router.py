@@ -44,8 +44,9 @@ def test_page_has_strict_csp_matching_its_import_map(client):
 
 
 def test_import_map_and_page_files_resolve(client):
-    if not (web.NODE_MODULES / "three" / "package.json").exists():
-        pytest.fail("web/node_modules is missing: run `npm ci` in web/")
+    from conftest import ensure_node_modules
+
+    ensure_node_modules()
     html = client.get("/").text
     _, imports = _import_map(html)
     for specifier, target in imports.items():
