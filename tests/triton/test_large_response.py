@@ -61,3 +61,20 @@ def test_a_66_mb_ply_comes_back_over_grpc_with_raised_limits(tiny_server) -> Non
     meta = json.loads(metadata[0])
     assert meta["random_weights"] is True and meta["working_size_px"] == 1536
     assert Path(tiny_server.repository, "sharp", "1", "model.onnx").is_file()
+
+
+def test_grpcs_default_4_mib_receive_limit_refuses_it(tiny_server) -> None:
+    """Why the limits are raised: a client left at gRPC's 4 MiB default cannot take the scene."""
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import InferenceServerException
+
+    from export.sample_image import photo_like_jpeg
+
+    client = grpcclient.InferenceServerClient(
+        tiny_server.grpc_url, channel_args=[("grpc.max_receive_message_length", 4 * 1024 * 1024)]
+    )
+    with pytest.raises(InferenceServerException) as refused:
+        support.infer_grpc(client, [photo_like_jpeg(320, 240, seed=3)], "ply")
+    client.close()
+    assert refused.value.status() == "StatusCode.RESOURCE_EXHAUSTED", str(refused.value)
+    assert "larger than max" in refused.value.message()
