@@ -1,0 +1,78 @@
+"""``export.repository.write_repository``: the layout Triton loads, for both ``sharp`` targets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as pb
+
+from export.repository import TEMPLATES, write_repository
+from mlsharp.triton.models import RepositoryOptions
+
+
+def _options(target: str, **overrides: object) -> RepositoryOptions:
+    values = {
+        "preset": "test", "working_size_px": 512, "num_gaussians": 131_072,
+        "model_id": "random-test-seed0", "random_weights": True, "target": target,
+    } | overrides  # fmt: skip
+    return RepositoryOptions(**values)
+
+
+@pytest.fixture
+def exported(tmp_path: Path) -> tuple[Path, Path]:
+    """Stand-ins for an export's fp32 and fp16 files (graph + external data each)."""
+    onnx_dir = tmp_path / "onnx"
+    onnx_dir.mkdir()
+    for name in ("model.onnx", "model.onnx.data", "model.fp16.onnx", "model.fp16.onnx.data"):
+        (onnx_dir / name).write_bytes(name.encode())
+    return onnx_dir / "model.onnx", onnx_dir / "model.fp16.onnx"
+
+
+def _config(repo: Path, name: str) -> pb.ModelConfig:
+    return text_format.Parse((repo / name / "config.pbtxt").read_text(), pb.ModelConfig())
+
+
+def test_cpu_repository_has_python_models_and_hard_linked_onnx(tmp_path: Path, exported) -> None:
+    fp32, fp16 = exported
+    repo = write_repository(tmp_path / "repo", _options("cpu"), fp32, fp16_onnx_path=fp16)
+    files = sorted(str(p.relative_to(repo)) for p in repo.rglob("*") if p.is_file())
+    assert files == [
+        "mlsharp/config.pbtxt", "postprocess/1/model.py", "postprocess/config.pbtxt",
+        "preprocess/1/model.py", "preprocess/config.pbtxt", "sharp/1/model.onnx",
+        "sharp/1/model.onnx.data", "sharp/1/model.py", "sharp/config.pbtxt",
+    ]  # fmt: skip
+    assert (repo / "mlsharp" / "1").is_dir()  # Triton needs the (empty) version dir of an ensemble
+    assert (repo / "sharp" / "1" / "model.onnx.data").stat().st_ino == (
+        fp32.parent / "model.onnx.data"
+    ).stat().st_ino
+    for name in ("preprocess", "sharp", "postprocess"):
+        assert (repo / name / "1" / "model.py").read_text() == (
+            TEMPLATES / name / "1" / "model.py"
+        ).read_text()
+    assert _config(repo, "sharp").backend == "python"
+
+
+def test_gpu_repository_runs_onnx_in_the_onnxruntime_backend(tmp_path: Path, exported) -> None:
+    fp32, fp16 = exported
+    repo = tmp_path / "repo"
+    write_repository(repo, _options("cpu"), fp32)  # then re-targeted in place: no stale model.py
+    write_repository(
+        repo, _options("gpu", precision="fp16", gpu_accelerator="cuda"), fp32, fp16_onnx_path=fp16
+    )
+    sharp = _config(repo, "sharp")
+    assert sharp.platform == "onnxruntime_onnx" and sharp.default_model_filename == "model.fp16.onnx"
+    assert sorted(p.name for p in (repo / "sharp" / "1").iterdir()) == [
+        "model.fp16.onnx", "model.fp16.onnx.data", "model.onnx", "model.onnx.data",
+    ]  # fmt: skip
+    accelerator = sharp.optimization.execution_accelerators.gpu_execution_accelerator[0]
+    assert accelerator.name == "cuda"
+
+
+def test_the_onnx_file_must_keep_the_name_its_external_data_expects(tmp_path: Path, exported) -> None:
+    fp32, _ = exported
+    renamed = fp32.with_name("net.onnx")
+    fp32.rename(renamed)
+    with pytest.raises(ValueError, match=r"net\.onnx"):
+        write_repository(tmp_path / "repo", _options("cpu"), renamed)
