@@ -1,0 +1,1 @@
+"""Gateway load run (``python -m benchmarks.load``); see benchmarks/README.md."""

@@ -1,0 +1,110 @@
+"""Bounded asyncio load on ``POST /v1/predict``: N requests at most, T seconds at most, C in flight.
+
+Why bounded both ways: a slow CPU model can turn "1000 requests" into hours, and a fast error path
+can turn "60 s" into a flood; the run stops at whichever bound comes first and says which.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+import httpx
+import numpy as np
+
+
+class NotLoopbackError(ValueError):
+    """The target URL does not resolve to a loopback address only."""
+
+
+def require_loopback(url: str) -> None:
+    """Refuse any URL whose host resolves to a non-loopback address (this tool never loads others)."""
+    host = urlsplit(url).hostname
+    if not host:
+        raise NotLoopbackError(f"no host in {url!r}")
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
+    except socket.gaierror as error:
+        raise NotLoopbackError(f"cannot resolve {host!r}: {error}") from error
+    bad = sorted(a for a in addresses if not ipaddress.ip_address(a.split("%")[0]).is_loopback)
+    if bad:
+        raise NotLoopbackError(f"{url} resolves to non-loopback {bad}; load runs are loopback only")
+
+
+@dataclass
+class LoadResult:
+    """Latencies of completed requests (any status) and counts by status."""
+
+    latencies_s: list[float] = field(default_factory=list)
+    statuses: Counter[str] = field(default_factory=Counter)
+    wall_s: float = 0.0
+    stopped_by: str = "requests"
+
+    @property
+    def ok(self) -> int:
+        return self.statuses.get("200", 0)
+
+    @property
+    def errors(self) -> int:
+        return sum(self.statuses.values()) - self.ok
+
+    def percentile_ms(self, q: float) -> float:
+        """Latency percentile over successful and failed requests alike."""
+        return float(np.percentile(self.latencies_s, q)) * 1e3 if self.latencies_s else float("nan")
+
+    @property
+    def throughput(self) -> float:
+        """Successful requests per second of wall time."""
+        return self.ok / self.wall_s if self.wall_s else 0.0
+
+
+async def run_load(
+    url: str,
+    photos: list[bytes],
+    *,
+    requests: int,
+    concurrency: int,
+    duration_s: float,
+    fmt: str = "ply",
+    api_key: str | None = None,
+    timeout_s: float = 600.0,
+) -> LoadResult:
+    """Send up to ``requests`` predictions with ``concurrency`` workers, stopping at ``duration_s``."""
+    require_loopback(url)
+    result = LoadResult()
+    issued = 0
+    deadline = time.perf_counter() + duration_s
+    headers = {"X-API-Key": api_key} if api_key else {}
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        nonlocal issued
+        while issued < requests:
+            if time.perf_counter() >= deadline:
+                result.stopped_by = "duration"
+                return
+            photo = photos[issued % len(photos)]
+            issued += 1
+            files = {"file": ("photo.jpg", photo, "image/jpeg")}
+            start = time.perf_counter()
+            try:
+                response = await client.post(
+                    "/v1/predict", files=files, data={"format": fmt}, headers=headers
+                )
+                await response.aread()
+                status = str(response.status_code)
+            except httpx.HTTPError as error:
+                status = type(error).__name__
+            result.latencies_s.append(time.perf_counter() - start)
+            result.statuses[status] += 1
+
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, timeout=timeout_s, limits=limits, trust_env=False) as client:
+        start = time.perf_counter()
+        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+        result.wall_s = time.perf_counter() - start
+    return result
