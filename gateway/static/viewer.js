@@ -12,8 +12,8 @@
 
 const BACKGROUND = 0x14181f;
 const FRAMES_BEFORE_READY = 30;
-const TAIL_FRAMES = 20;
-const TAIL_MS = 2000;
+const TAIL_FRAMES = 3;
+const TAIL_MS = 300;
 
 export function cameraFromMetadata(meta) {
   // Tolerant reader: the metadata JSON names these in a few equivalent ways.
@@ -138,16 +138,17 @@ export class SplatViewer {
     this.invalidate();
   }
 
-  // Draw on demand: while the view moves and for a tail of frames after (Spark sorts the splats
-  // in a worker, so the sorted order for a new viewpoint lands a few frames later). An idle
-  // preview costs nothing.
+  // Draw on demand: while the view moves (or damps out), until a new scene is shown, and when
+  // Spark reports a new sort order (onDirty; it sorts in a worker, so the order for a new
+  // viewpoint lands a little later). An idle preview costs nothing.
   invalidate(frames = TAIL_FRAMES) {
     this.pending = Math.max(this.pending || 0, frames);
     this.activeUntil = performance.now() + TAIL_MS;
   }
 
   frame() {
-    if (this.controls.update()) this.invalidate();
+    if (this.controls.update()) this.invalidate(); // moving, or damping out
+    if (this.container.dataset.state === "settling") this.invalidate(1); // until the scene is shown
     if (!(this.pending > 0) && !(performance.now() < this.activeUntil)) return;
     this.pending = Math.max(0, (this.pending || 0) - 1);
     this.renderer.render(this.scene, this.camera);
@@ -204,7 +205,7 @@ export class SplatViewer {
       this.frames = 0;
       this.sortedFrames = 0;
       this.loadedAt = performance.now();
-      this.invalidate(FRAMES_BEFORE_READY + TAIL_FRAMES);
+      this.invalidate();
       this.setState("settling", { name, info });
     } catch (err) {
       if (token !== this.loadToken) return;
