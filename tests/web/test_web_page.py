@@ -82,7 +82,8 @@ def test_photo_to_3d_preview(page, gateway_server, tmp_path, request):
     assert page.page_errors == []
 
 
-def test_corrupt_upload_is_explained_and_page_keeps_working(page, gateway_server, tmp_path):
+def test_corrupt_upload_is_explained_and_page_keeps_working(page, gateway_server, tmp_path, request):
+    backend = request.node.callspec.params["gateway_server"]
     _open(page, gateway_server.url)
     _choose(page, "broken.jpg", corrupt_jpeg())
     page.click("#submit")
@@ -91,7 +92,7 @@ def test_corrupt_upload_is_explained_and_page_keeps_working(page, gateway_server
     text = error.text_content()
     assert text.startswith("Not an image"), text
     assert "broken.jpg" in text  # the server's own message names the file
-    save_screenshot(page.screenshot(full_page=True), tmp_path, "web-corrupt-upload.png")
+    save_screenshot(page.screenshot(full_page=True), tmp_path, f"web-corrupt-upload-{backend}.png")
     # Nothing was submitted, and the chosen file stays so it can be removed.
     assert page.locator("article.job").count() == 0
     page.click("#clear-files")
