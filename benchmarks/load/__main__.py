@@ -29,6 +29,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--duration-s", type=float, default=120.0, help="stop issuing requests after this")
     p.add_argument("--photos", nargs="*", default=[], help="image files (default: generated photos)")
     p.add_argument("--format", default="ply")
+    p.add_argument("--warmup", type=int, default=1, help="uncounted requests sent first, one at a time")
     p.add_argument("--api-key", help="X-API-Key, when the gateway has auth enabled")
     p.add_argument("--gateway-pid", type=int, action="append", default=[], help="default: found by name")
     p.add_argument("--triton-pid", type=int, action="append", default=[], help="default: found by name")
@@ -53,6 +54,7 @@ def summary(result: LoadResult, peaks: PeakRss, args: argparse.Namespace) -> dic
         "url": args.url,
         "requests_sent": len(result.latencies_s),
         "concurrency": args.concurrency,
+        "warmup": args.warmup,
         "stopped_by": result.stopped_by,
         "wall_s": round(result.wall_s, 3),
         "ok": result.ok,
@@ -92,6 +94,7 @@ async def _main(args: argparse.Namespace) -> dict[str, object]:
             duration_s=args.duration_s,
             fmt=args.format,
             api_key=args.api_key,
+            warmup=args.warmup,
         )
     finally:
         stop.set()

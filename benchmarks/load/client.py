@@ -73,8 +73,12 @@ async def run_load(
     fmt: str = "ply",
     api_key: str | None = None,
     timeout_s: float = 600.0,
+    warmup: int = 0,
 ) -> LoadResult:
-    """Send up to ``requests`` predictions with ``concurrency`` workers, stopping at ``duration_s``."""
+    """Send up to ``requests`` predictions with ``concurrency`` workers, stopping at ``duration_s``.
+
+    ``warmup`` requests go first, one at a time, and are not counted (first-run model set-up).
+    """
     require_loopback(url)
     result = LoadResult()
     issued = 0
@@ -104,6 +108,10 @@ async def run_load(
 
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=url, timeout=timeout_s, limits=limits, trust_env=False) as client:
+        for i in range(warmup):
+            files = {"file": ("photo.jpg", photos[i % len(photos)], "image/jpeg")}
+            await client.post("/v1/predict", files=files, data={"format": fmt}, headers=headers)
+        deadline = time.perf_counter() + duration_s
         start = time.perf_counter()
         await asyncio.gather(*(worker(client) for _ in range(concurrency)))
         result.wall_s = time.perf_counter() - start
