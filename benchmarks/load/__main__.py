@@ -30,6 +30,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--photos", nargs="*", default=[], help="image files (default: generated photos)")
     p.add_argument("--format", default="ply")
     p.add_argument("--warmup", type=int, default=1, help="uncounted requests sent first, one at a time")
+    p.add_argument("--allow-cache", action="store_true", help="repeat photos verbatim (measures the cache)")
     p.add_argument("--api-key", help="X-API-Key, when the gateway has auth enabled")
     p.add_argument("--gateway-pid", type=int, action="append", default=[], help="default: found by name")
     p.add_argument("--triton-pid", type=int, action="append", default=[], help="default: found by name")
@@ -55,6 +56,7 @@ def summary(result: LoadResult, peaks: PeakRss, args: argparse.Namespace) -> dic
         "requests_sent": len(result.latencies_s),
         "concurrency": args.concurrency,
         "warmup": args.warmup,
+        "unique_images": not args.allow_cache,
         "stopped_by": result.stopped_by,
         "wall_s": round(result.wall_s, 3),
         "ok": result.ok,
@@ -95,6 +97,7 @@ async def _main(args: argparse.Namespace) -> dict[str, object]:
             fmt=args.format,
             api_key=args.api_key,
             warmup=args.warmup,
+            allow_cache=args.allow_cache,
         )
     finally:
         stop.set()

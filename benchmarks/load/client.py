@@ -18,6 +18,18 @@ import httpx
 import numpy as np
 
 
+def unique_jpeg(photo: bytes, serial: int) -> bytes:
+    """The same JPEG with a COM segment carrying ``serial``, so no two requests share a cache key.
+
+    Why: the gateway caches scenes by the image's sha256; a load run that repeats a photo would
+    measure the cache, not the model. A comment segment leaves the pixels untouched.
+    """
+    if photo[:2] != b"\xff\xd8":
+        raise ValueError("cache-busting needs JPEG input (use --allow-cache for other formats)")
+    payload = f"mlsharp-load {serial}".encode()
+    return photo[:2] + b"\xff\xfe" + (len(payload) + 2).to_bytes(2, "big") + payload + photo[2:]
+
+
 class NotLoopbackError(ValueError):
     """The target URL does not resolve to a loopback address only."""
 
@@ -74,11 +86,18 @@ async def run_load(
     api_key: str | None = None,
     timeout_s: float = 600.0,
     warmup: int = 0,
+    allow_cache: bool = False,
 ) -> LoadResult:
     """Send up to ``requests`` predictions with ``concurrency`` workers, stopping at ``duration_s``.
 
     ``warmup`` requests go first, one at a time, and are not counted (first-run model set-up).
+    Every image is made unique (see :func:`unique_jpeg`) unless ``allow_cache``.
     """
+
+    def image(serial: int) -> bytes:
+        photo = photos[serial % len(photos)]
+        return photo if allow_cache else unique_jpeg(photo, serial)
+
     require_loopback(url)
     result = LoadResult()
     issued = 0
@@ -91,9 +110,8 @@ async def run_load(
             if time.perf_counter() >= deadline:
                 result.stopped_by = "duration"
                 return
-            photo = photos[issued % len(photos)]
+            files = {"file": ("photo.jpg", image(warmup + issued), "image/jpeg")}
             issued += 1
-            files = {"file": ("photo.jpg", photo, "image/jpeg")}
             start = time.perf_counter()
             try:
                 response = await client.post(
@@ -109,7 +127,7 @@ async def run_load(
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=url, timeout=timeout_s, limits=limits, trust_env=False) as client:
         for i in range(warmup):
-            files = {"file": ("photo.jpg", photos[i % len(photos)], "image/jpeg")}
+            files = {"file": ("photo.jpg", image(i), "image/jpeg")}
             await client.post("/v1/predict", files=files, data={"format": fmt}, headers=headers)
         deadline = time.perf_counter() + duration_s
         start = time.perf_counter()
