@@ -1,0 +1,154 @@
+"""``python -m benchmarks.compare``: whole-request time, Triton ensemble vs eager ScenePipeline.
+
+Both paths go from the encoded image bytes to the encoded scene bytes (decode .. encode) for the
+same photo and the same weights, in one process run, alternating eager and Triton requests so that
+background load hits both alike. Triton's time includes the gRPC round trip on loopback. The
+weights are the same when the repository's ``model_id`` equals the eager predictor's (checked).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+_MODEL_ID_RE = re.compile(r'key: "model_id" value: \{ string_value: "([^"]*)" \}')
+
+
+def repository_model_id(repository: Path) -> str:
+    """The ``model_id`` the exporter stamped into the repository."""
+    found = _MODEL_ID_RE.search((repository / "preprocess" / "config.pbtxt").read_text())
+    if not found:
+        raise SystemExit(f"error: {repository} has no model_id parameter")
+    return found.group(1)
+
+
+def ply_vertices(data: bytes) -> np.ndarray:
+    """Binary little-endian float PLY vertices as an (N, properties) float32 array."""
+    head, _, body = data.partition(b"end_header\n")
+    lines = head.decode("ascii").splitlines()
+    count = next(int(line.split()[2]) for line in lines if line.startswith("element vertex"))
+    props = []
+    for line in lines[lines.index(next(x for x in lines if x.startswith("element vertex"))) + 1 :]:
+        if not line.startswith("property"):
+            break
+        props.append(line.split()[1])
+    if any(p != "float" for p in props):
+        raise ValueError(f"non-float vertex properties {props}")
+    return np.frombuffer(body[: count * 4 * len(props)], dtype="<f4").reshape(count, len(props))
+
+
+def timed(fn: Callable[[], bytes]) -> tuple[float, bytes]:
+    start = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - start, out
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.compare", description=__doc__)
+    p.add_argument("--preset", choices=("test", "tiny", "full"), default="test")
+    p.add_argument("--checkpoint", help="SHARP checkpoint; default random weights (--seed)")
+    p.add_argument("--seed", type=int, default=1, help="seed of the random weights")
+    p.add_argument(
+        "--repository", type=Path, help="exported repository with the same weights (default: export)"
+    )
+    p.add_argument("--work", type=Path, default=Path("artifacts/compare"), help="export dir when exporting")
+    p.add_argument("--image", type=Path, help="photo (default: a generated 1024x768 photo-like JPEG)")
+    p.add_argument("--repeats", type=int, default=3, help="timed requests per path (after 1 warm-up each)")
+    return p
+
+
+def _export(args: argparse.Namespace) -> Path:
+    out = (args.work / f"{args.preset}").resolve()
+    repository = out / "model_repository"
+    if not (repository / "mlsharp" / "config.pbtxt").exists():
+        weights = (
+            ["--checkpoint", args.checkpoint]
+            if args.checkpoint
+            else ["--random-weights", "--seed", str(args.seed)]
+        )
+        cmd = [sys.executable, "-m", "export", "--preset", args.preset, *weights, "--out", str(out)]
+        print("exporting:", " ".join(cmd), flush=True)
+        subprocess.run(cmd, check=True)
+    return repository
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    import tritonclient.grpc as grpcclient
+
+    from benchmarks.perf.inputs import generated_photos
+    from mlsharp.checkpoint import load_predictor
+    from mlsharp.imaging import decode_image
+    from mlsharp.pipeline import ScenePipeline
+    from mlsharp.triton.server import TritonServer
+
+    photo = args.image.read_bytes() if args.image else generated_photos(((1024, 768, 2),))[0]
+    repository = args.repository.resolve() if args.repository else _export(args)
+    loaded = load_predictor(
+        args.preset, checkpoint=args.checkpoint, random_weights=not args.checkpoint, seed=args.seed
+    )
+    served_id = repository_model_id(repository)
+    if served_id != loaded.model_id:
+        print(f"error: Triton serves {served_id!r} but eager loaded {loaded.model_id!r}", file=sys.stderr)
+        return 2
+    pipeline = ScenePipeline(loaded)
+
+    def eager() -> bytes:
+        return pipeline.predict(decode_image(photo), ("ply",)).encoded["ply"]
+
+    with TritonServer(repository) as server:
+        client = grpcclient.InferenceServerClient(server.grpc_url)
+
+        def triton() -> bytes:
+            arrays = {
+                "image_bytes": np.array([[photo]], dtype=object),
+                "focal_px": np.zeros((1, 1), np.float32),
+                "focal_mm": np.zeros((1, 1), np.float32),
+                "format": np.array([[b"ply"]], dtype=object),
+            }
+            inputs = []
+            for name, value in arrays.items():
+                tensor = grpcclient.InferInput(
+                    name, list(value.shape), "BYTES" if value.dtype == object else "FP32"
+                )
+                tensor.set_data_from_numpy(value)
+                inputs.append(tensor)
+            result = client.infer("mlsharp", inputs, outputs=[grpcclient.InferRequestedOutput("scene")])
+            return bytes(result.as_numpy("scene").reshape(-1)[0])
+
+        eager(), triton()  # warm-up: first-run allocations and ORT/torch set-up
+        times: dict[str, list[float]] = {"eager": [], "triton": []}
+        scenes: dict[str, bytes] = {}
+        for _ in range(args.repeats):
+            for name, fn in (("eager", eager), ("triton", triton)):
+                seconds, scenes[name] = timed(fn)
+                times[name].append(seconds)
+        client.close()
+
+    med = {name: statistics.median(values) for name, values in times.items()}
+    ours, ref = ply_vertices(scenes["triton"]), ply_vertices(scenes["eager"])
+    diff = float((np.abs(ours - ref).max(axis=0) / np.maximum(np.abs(ref).max(axis=0), 1e-12)).max())
+    print(
+        f"preset {args.preset}, weights {loaded.model_id}, image {len(photo)} bytes, {args.repeats} repeats"
+    )
+    for name in ("eager", "triton"):
+        runs = " ".join(f"{t:.3f}" for t in times[name])
+        print(f"{name:6s} whole request (decode..encode): median {med[name]:.3f} s  runs [{runs}]")
+    print(f"ratio triton/eager: {med['triton'] / med['eager']:.3f}")
+    print(
+        f"max |PLY vertex difference| triton vs eager: {diff:.3e} (scene sizes {len(scenes['triton'])} / "
+        f"{len(scenes['eager'])} bytes)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
