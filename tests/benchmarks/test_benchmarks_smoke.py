@@ -1,0 +1,166 @@
+"""Each benchmark runs end to end at a tiny size against the session's test-preset server.
+
+These check that the tools work and report sane values, never how fast anything is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from benchmarks.load.client import NotLoopbackError, require_loopback, run_load, unique_jpeg
+from benchmarks.load.procs import PeakRss
+from benchmarks.perf import stats
+from benchmarks.perf.inputs import bytes_element, generated_photos
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_bytes_element_has_length_prefix() -> None:
+    import base64
+
+    raw = base64.b64decode(bytes_element(b"abc")["b64"])  # type: ignore[arg-type]
+    assert raw == b"\x03\x00\x00\x00abc"
+
+
+def test_stats_delta_counts_only_the_window() -> None:
+    def snap(success: int, queue_ns: int, b1: int, b2: int) -> dict[str, Any]:
+        inf = {"success": {"count": success}, "queue": {"count": success, "ns": queue_ns}}
+        batches = [
+            {"batch_size": 1, "compute_infer": {"count": b1}},
+            {"batch_size": 2, "compute_infer": {"count": b2}},
+        ]
+        return {"sharp": {"inference_stats": inf, "execution_count": b1 + b2, "batch_stats": batches}}
+
+    (stage,) = stats.delta(snap(10, 10_000_000, 10, 0), snap(14, 18_000_000, 12, 1))
+    assert (stage.requests, stage.executions, stage.batches) == (4, 3, {1: 2, 2: 1})
+    assert stage.mean_ms["queue"] == pytest.approx(2.0)
+
+
+def test_load_refuses_non_loopback() -> None:
+    require_loopback("http://127.0.0.1:1")
+    with pytest.raises(NotLoopbackError):
+        require_loopback("http://192.0.2.1:8080")
+
+
+def test_unique_jpeg_still_decodes() -> None:
+    from mlsharp.imaging import decode_image
+
+    photo = generated_photos(((64, 48, 0),))[0]
+    a, b = unique_jpeg(photo, 1), unique_jpeg(photo, 2)
+    assert a != b
+    assert (decode_image(a).rgb == decode_image(photo).rgb).all()
+
+
+def test_perf_runs_tiny(triton_server: Any, tmp_path: Path) -> None:
+    from benchmarks.perf.tool import PerfAnalyzer, PerfToolError
+
+    try:
+        PerfAnalyzer().ensure()
+    except (PerfToolError, subprocess.CalledProcessError) as error:
+        pytest.skip(f"perf_analyzer from tritonclient==2.50.0 cannot be installed/run here: {error}")
+    out = tmp_path / "perf"
+    cmd = [
+        sys.executable, "-m", "benchmarks.perf", "--url", triton_server.http_url, "--grpc-url",
+        triton_server.grpc_url, "--models", "mlsharp,sharp", "--protocols", "http,grpc", "--concurrency", "1",
+        "--request-count", "2", "--max-trials", "3", "--stability-percentage", "999", "--out", str(out),
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    rows = list(csv.DictReader((out / "perf.csv").open()))
+    assert [(r["model"], r["protocol"]) for r in rows] == [
+        ("mlsharp", "http"), ("mlsharp", "grpc"), ("sharp", "http"), ("sharp", "grpc")
+    ]  # fmt: skip
+    for row in rows:
+        assert float(row["throughput_infer_s"]) > 0
+        assert 0 < float(row["p50_ms"]) <= float(row["p95_ms"]) <= float(row["p99_ms"])
+    stages = {(r["model"], r["protocol"], r["stage"]) for r in csv.DictReader((out / "stages.csv").open())}
+    assert {("mlsharp", "http", s) for s in ("preprocess", "sharp", "postprocess")} <= stages
+    assert "Per-stage breakdown" in (out / "report.md").read_text()
+
+
+@pytest.fixture()
+def gateway(triton_server: Any, tmp_path: Path) -> Iterator[tuple[str, int]]:
+    from mlsharp.triton.server import free_port
+
+    port = free_port()
+    cmd = [
+        sys.executable, "-m", "gateway", "serve", "--backend", "triton",
+        "--triton-url", triton_server.grpc_url,
+        "--host", "127.0.0.1", "--port", str(port), "--results-dir", str(tmp_path / "results"),
+    ]  # fmt: skip
+    log = (tmp_path / "gateway.log").open("w")
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
+    url = f"http://127.0.0.1:{port}"
+    try:
+        import httpx
+
+        for _ in range(120):
+            try:
+                if httpx.get(f"{url}/v1/ready", timeout=2, trust_env=False).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None, (tmp_path / "gateway.log").read_text()[-3000:]
+            time.sleep(0.5)
+        yield url, proc.pid
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def test_load_runs_tiny(gateway: tuple[str, int], triton_server: Any) -> None:
+    url, pid = gateway
+    photos = generated_photos(((320, 240, 0),))
+    peaks = PeakRss({"gateway": [pid], "triton": [triton_server.process.pid]}, interval_s=0.1)
+
+    async def go() -> Any:
+        stop = asyncio.Event()
+        sampler = asyncio.create_task(peaks.run(stop))
+        try:
+            return await run_load(url, photos, requests=3, concurrency=2, duration_s=300, warmup=0)
+        finally:
+            stop.set()
+            await sampler
+
+    result = asyncio.run(go())
+    assert dict(result.statuses) == {"200": 3}
+    assert result.stopped_by == "requests" and result.errors == 0
+    assert 0 < result.percentile_ms(50) <= result.percentile_ms(99)
+    assert peaks.peaks["gateway"] > 50 * 2**20 and peaks.peaks["triton"] > 100 * 2**20
+
+
+def test_load_cli_refuses_remote_url() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.load", "--url", "http://192.0.2.1:8080", "--requests", "1"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "loopback only" in proc.stderr
+
+
+def test_compare_runs_tiny(triton_repository: Path, triton_weights: Any) -> None:
+    cmd = [
+        sys.executable, "-m", "benchmarks.compare", "--preset", triton_weights.preset, "--seed",
+        str(triton_weights.seed), "--repository", str(triton_repository), "--repeats", "1",
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    ratio = float(proc.stdout.split("ratio triton/eager:")[1].split()[0])
+    assert ratio > 0
+    diff = float(proc.stdout.split("range:")[1].split()[0])
+    assert diff < 0.05, proc.stdout  # same weights and image: the two paths describe the same scene
+    assert json.dumps(triton_weights.model_id) and triton_weights.model_id in proc.stdout
