@@ -109,7 +109,11 @@ def test_clean_stop_leaves_no_shm_regions_stubs_or_scratch_files(
     server = TritonServer(triton_repository, log_path=tmp_path / "triton.log").start()
     prefix, workdir = server.shm_prefix, server.workdir
     try:
-        assert len(_stubs_of(prefix)) == instances
+        assert server.process is not None
+        children = _children_of(server.process.pid)
+        stubs = [pid for pid in children if STUB in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        # every stub uses this server's prefix: no region under the default triton_python_backend_* name
+        assert sorted(stubs) == sorted(_stubs_of(prefix)) and len(stubs) == instances
         assert len(_regions(prefix)) == instances
         assert len(_spz_scene(server.grpc_url)) > 1000  # the stubs did real work through their shm regions
     finally:
