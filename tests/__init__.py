@@ -1,1 +1,5 @@
-"""Test suite package: keeps tests/ itself off sys.path, so tests/triton never shadows a `triton` package (torch probes for one)."""
+"""Test suite package.
+
+Being a package keeps tests/ itself off sys.path, so tests/triton never shadows the `triton`
+package that torch probes for.
+"""
