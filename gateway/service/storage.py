@@ -19,22 +19,9 @@ from pathlib import Path
 
 from gateway.ids import is_valid_id
 from gateway.service.db import Database
+from mlsharp.fileio import atomic_write
 
 log = logging.getLogger("gateway.storage")
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _write_zip(target: Path, members: list[tuple[str, Path]]) -> None:

@@ -10,13 +10,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from mlsharp.errors import MLSharpError
+from mlsharp.fileio import atomic_write
 
 log = logging.getLogger("mlsharp")
 
@@ -24,24 +23,6 @@ RANDOM_WEIGHTS_BANNER = (
     "WARNING: --random-weights: the network has RANDOM weights. The outputs are NOT real SHARP "
     "results; every file is stamped RANDOM-WEIGHTS. Use it for smoke tests only."
 )
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write via a temporary file and rename, so a crash never leaves a half-written result."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp_name, 0o666 & ~umask)  # mkstemp creates 0600; results are ordinary files
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
 
 
 def output_stem(image_path: Path, random_weights: bool) -> str:
@@ -111,9 +92,9 @@ def _run_predict(args: argparse.Namespace) -> int:
         scene = pipeline.predict(image, formats)
         stem = output_stem(path, loaded.random_weights)
         for fmt, data in scene.encoded.items():
-            _atomic_write(args.output_dir / output_filename(stem, fmt), data)
+            atomic_write(args.output_dir / output_filename(stem, fmt), data)
         meta = json.dumps(scene.metadata, indent=2, sort_keys=True).encode()
-        _atomic_write(args.output_dir / f"{stem}.json", meta)
+        atomic_write(args.output_dir / f"{stem}.json", meta)
         timing = ", ".join(f"{name} {sec:.2f}s" for name, sec in scene.stage_seconds.items())
         print(f"{path} -> {args.output_dir / stem}.* ({scene.gaussians.num_gaussians} gaussians; {timing})")
     return 0
