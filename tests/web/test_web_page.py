@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 from conftest import save_screenshot
-from web_helpers import corrupt_jpeg, count_non_background, photo_like_jpeg
+from web_helpers import corrupt_jpeg, count_non_background, mean_colour, photo_like_jpeg
 
 pytestmark = pytest.mark.timeout(150)
 
@@ -62,6 +62,12 @@ def test_photo_to_3d_preview(page, gateway_server, tmp_path, request):
     save_screenshot(page.screenshot(full_page=True), tmp_path, f"web-page-{backend}.png")
     hits, total = count_non_background(shot)
     assert hits > 0.02 * total, f"the viewer shows almost only background ({hits}/{total} pixels): {path}"
+    # SHARP's colours follow the input photo (even with random weights), so from the photo's
+    # viewpoint the preview shows it upright and unmirrored: sky top-left, the sun top-right.
+    sky = mean_colour(shot, (0.03, 0.03, 0.3, 0.2))
+    sun = mean_colour(shot, (0.76, 0.13, 0.82, 0.21))
+    assert sky[2] > sky[0] + 40, f"no blue sky top-left: {sky} ({path})"
+    assert sun[0] > 180 and sun[1] > 170 and sun[2] < sun[0] - 30, f"no yellow sun top-right: {sun} ({path})"
 
     # Download buttons: one per format plus metadata, each a working same-origin link.
     links = job.locator(".downloads a")
