@@ -13,29 +13,17 @@ from __future__ import annotations
 import argparse
 import json
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import tritonclient.grpc as grpcclient
 
 from benchmarks.gpu_check import photo_jpeg
+from benchmarks.perf.stats import delta, snapshot
 from mlsharp.triton.server import TritonServer
 
 MODELS = ("preprocess", "sharp", "postprocess")
 GRPC_LIMITS = [("grpc.max_send_message_length", 1 << 30), ("grpc.max_receive_message_length", 1 << 30)]
-
-
-def model_stats(http_url: str, model: str) -> dict[str, float]:
-    """Cumulative seconds per phase and counts of one model, from /v2/models/<m>/stats."""
-    with urllib.request.urlopen(f"http://{http_url}/v2/models/{model}/stats", timeout=30) as response:
-        entry = json.load(response)["model_stats"][0]
-    inference = entry["inference_stats"]
-    seconds = {phase: int(inference[phase]["ns"]) / 1e9 for phase in ("queue", "compute_input",
-               "compute_infer", "compute_output", "success")}  # fmt: skip
-    seconds["inference_count"] = float(entry["inference_count"])
-    seconds["execution_count"] = float(entry["execution_count"])
-    return seconds
 
 
 def run_request(server: TritonServer, image: bytes, fmt: str) -> tuple[float, int]:
@@ -64,10 +52,16 @@ def main() -> int:
     args = parser.parse_args()
     image = photo_jpeg()
     with TritonServer(args.repository, startup_timeout_s=600) as server:
-        before = {m: model_stats(server.http_url, m) for m in MODELS}
+        before = snapshot(server.http_url)
         request_s, scene_bytes = run_request(server, image, args.format)
-        after = {m: model_stats(server.http_url, m) for m in MODELS}
-    stages = {m: {k: after[m][k] - before[m][k] for k in after[m]} for m in MODELS}
+        after = snapshot(server.http_url)
+    # seconds spent per phase in this window (mean per request x requests), per model
+    stages = {
+        stage.model: {phase: ms * stage.requests / 1e3 for phase, ms in stage.mean_ms.items()}
+        | {"inference_count": stage.requests, "execution_count": stage.executions}
+        for stage in delta(before, after)
+        if stage.model in MODELS
+    }
     network_s = stages["sharp"]["compute_infer"]
     report = {
         "what": "one request through the mlsharp ensemble; RANDOM WEIGHTS (timing only)",

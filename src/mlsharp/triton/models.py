@@ -76,6 +76,15 @@ class RepositoryOptions:
         }
 
 
+#: what a client sends: the ensemble's inputs, passed unchanged to `preprocess`
+REQUEST_INPUTS = (
+    Tensor("image_bytes", DataType.STRING, (1,)),
+    Tensor("focal_px", DataType.FP32, (1,)),
+    Tensor("focal_mm", DataType.FP32, (1,)),
+    Tensor("format", DataType.STRING, (1,)),
+)
+
+
 def _raw_tensors(num_gaussians: int) -> tuple[Tensor, ...]:
     return tuple(Tensor(name, DataType.FP32, (num_gaussians, *tail)) for name, tail in RAW_OUTPUTS)
 
@@ -98,12 +107,7 @@ def preprocess_config(opts: RepositoryOptions) -> ModelConfig:
         name=PREPROCESS,
         backend="python",
         max_batch_size=opts.max_batch_size,
-        inputs=(
-            Tensor("image_bytes", DataType.STRING, (1,)),
-            Tensor("focal_px", DataType.FP32, (1,)),
-            Tensor("focal_mm", DataType.FP32, (1,)),
-            Tensor("format", DataType.STRING, (1,)),
-        ),
+        inputs=REQUEST_INPUTS,
         outputs=(
             Tensor("image", DataType.FP32, (3, size, size)),
             Tensor("disparity_factor", DataType.FP32, (1,)),
@@ -194,7 +198,7 @@ def ensemble_config(opts: RepositoryOptions) -> ModelConfig:
     steps = (
         EnsembleStep(
             PREPROCESS,
-            input_map={n: n for n in ("image_bytes", "focal_px", "focal_mm", "format")},
+            input_map={tensor.name: tensor.name for tensor in REQUEST_INPUTS},
             output_map=same | {"camera": "camera", "image_info": "image_info"},
         ),
         EnsembleStep(SHARP, input_map=same, output_map=raw),
@@ -208,12 +212,7 @@ def ensemble_config(opts: RepositoryOptions) -> ModelConfig:
         name=ENSEMBLE,
         platform="ensemble",
         max_batch_size=opts.max_batch_size,
-        inputs=(
-            Tensor("image_bytes", DataType.STRING, (1,)),
-            Tensor("focal_px", DataType.FP32, (1,)),
-            Tensor("focal_mm", DataType.FP32, (1,)),
-            Tensor("format", DataType.STRING, (1,)),
-        ),
+        inputs=REQUEST_INPUTS,
         outputs=(Tensor("scene", DataType.STRING, (1,)), Tensor("metadata", DataType.STRING, (1,))),
         ensemble_steps=steps,
     )

@@ -17,9 +17,9 @@ import numpy as np
 import torch
 
 from mlsharp.triton.backend import Arrays, as_bytes, as_text, bytes_column, flag
-from mlsharp.triton.models import NETWORK_INPUTS, RAW_OUTPUT_NAMES
+from mlsharp.triton.models import NETWORK_INPUTS, RAW_OUTPUT_NAMES, REQUEST_INPUTS
 
-PREPROCESS_INPUTS = ("image_bytes", "focal_px", "focal_mm", "format")
+PREPROCESS_INPUTS = tuple(tensor.name for tensor in REQUEST_INPUTS)
 POSTPROCESS_INPUTS = (*RAW_OUTPUT_NAMES, "camera", "image_info", "format")
 
 
