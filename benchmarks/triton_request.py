@@ -19,7 +19,7 @@ import numpy as np
 import tritonclient.grpc as grpcclient
 
 from benchmarks.gpu_check import photo_jpeg
-from benchmarks.perf.stats import delta, snapshot
+from mlsharp.perf.stats import delta, snapshot
 from mlsharp.triton.server import TritonServer
 
 MODELS = ("preprocess", "sharp", "postprocess")

@@ -22,8 +22,8 @@ import torch
 from export import graphs, verify
 from export.manifest import file_entry, write_manifest
 from export.repository import onnx_files, write_repository
-from export.sample_image import photo_like_jpeg
 from mlsharp.errors import InvalidParameterError, MLSharpError
+from mlsharp.sample_image import photo_like_jpeg
 from mlsharp.triton.models import RepositoryOptions
 
 FORMATS = ("onnx", "torchscript")
@@ -187,7 +187,7 @@ def run(args: argparse.Namespace) -> int:
             "precisions": args.precision,
             "check_image": str(args.image)
             if args.image
-            else "generated photo-like JPEG (export.sample_image)",
+            else "generated photo-like JPEG (mlsharp.sample_image)",
             "tolerances": {k: {"rtol": v[0], "atol": v[1]} for k, v in verify.TOLERANCES.items()},
             "checks": [c.to_json() for c in checks],
             "ok": ok,

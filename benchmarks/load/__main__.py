@@ -73,7 +73,7 @@ def summary(result: LoadResult, peaks: PeakRss, args: argparse.Namespace) -> dic
 
 
 async def _main(args: argparse.Namespace) -> dict[str, object]:
-    from benchmarks.perf.inputs import generated_photos, load_photos
+    from mlsharp.perf.inputs import generated_photos, load_photos
 
     photos = load_photos(args.photos) if args.photos else generated_photos()
     groups = {

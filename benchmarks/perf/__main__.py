@@ -15,9 +15,10 @@ import urllib.request
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from benchmarks.perf import inputs, report
-from benchmarks.perf.run import Measurement, RunSettings, measure
-from benchmarks.perf.tool import DEFAULT_TOOLS, PerfAnalyzer
+from benchmarks.perf import report
+from mlsharp.perf import inputs
+from mlsharp.perf.run import Measurement, RunSettings, measure
+from mlsharp.perf.tool import DEFAULT_TOOLS, PerfAnalyzer
 
 
 def concurrency_range(text: str) -> list[int]:

@@ -7,7 +7,7 @@ import platform
 from collections.abc import Sequence
 from pathlib import Path
 
-from benchmarks.perf.run import Measurement
+from mlsharp.perf.run import Measurement
 
 CSV_FIELDS = (
     "model",

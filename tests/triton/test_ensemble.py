@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from export.sample_image import photo_like_jpeg
+from mlsharp.sample_image import photo_like_jpeg
 from tests.triton import support
 
 pytestmark = [pytest.mark.triton, pytest.mark.slow]
@@ -43,7 +43,7 @@ def _decode(data: bytes):
 
 
 def _jpeg(width: int, height: int, seed: int) -> bytes:
-    from export.sample_image import photo_like_rgb
+    from mlsharp.sample_image import photo_like_rgb
 
     buffer = io.BytesIO()
     Image.fromarray(photo_like_rgb(width, height, seed)).save(buffer, format="JPEG", quality=90)

@@ -16,8 +16,8 @@ import torch
 
 from export import graphs, verify
 from export.__main__ import _check_inputs, main
-from export.sample_image import photo_like_jpeg
 from mlsharp.checkpoint import load_predictor
+from mlsharp.sample_image import photo_like_jpeg
 from mlsharp.triton.models import RAW_OUTPUT_NAMES
 
 #: the texture head's last conv: one of its weights doubled is a subtle but real export bug

@@ -50,7 +50,7 @@ def tiny_server(tmp_path_factory: pytest.TempPathFactory):
 def test_a_66_mb_ply_comes_back_over_grpc_with_raised_limits(tiny_server) -> None:
     from plyfile import PlyData
 
-    from export.sample_image import photo_like_jpeg
+    from mlsharp.sample_image import photo_like_jpeg
 
     client = support.grpc_client(tiny_server.grpc_url)  # max send/receive raised to 1 GiB
     scenes, metadata = support.infer_grpc(client, [photo_like_jpeg(1024, 768, seed=2)], "ply")
@@ -71,7 +71,7 @@ def test_grpcs_default_4_mib_receive_limit_refuses_it(tiny_server) -> None:
     import tritonclient.grpc as grpcclient
     from tritonclient.utils import InferenceServerException
 
-    from export.sample_image import photo_like_jpeg
+    from mlsharp.sample_image import photo_like_jpeg
 
     client = grpcclient.InferenceServerClient(
         tiny_server.grpc_url, channel_args=[("grpc.max_receive_message_length", 4 * 1024 * 1024)]

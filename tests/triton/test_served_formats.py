@@ -15,11 +15,11 @@ import math
 import numpy as np
 import pytest
 
-from export.sample_image import photo_like_jpeg
 from mlsharp.formats import OUTPUT_FORMATS
 from mlsharp.formats.attributes import SH_C0
 from mlsharp.formats.ply import PLY_LAYOUT_VERSION, RANDOM_WEIGHTS_COMMENT
 from mlsharp.imaging import decode_image
+from mlsharp.sample_image import photo_like_jpeg
 from tests.triton import support
 
 pytestmark = [pytest.mark.triton, pytest.mark.slow]

@@ -76,7 +76,7 @@ def _spz_scene(grpc_url: str) -> bytes:
     import numpy as np
     import tritonclient.grpc as grpcclient
 
-    from export.sample_image import photo_like_jpeg
+    from mlsharp.sample_image import photo_like_jpeg
 
     arrays = {
         "image_bytes": ("BYTES", np.array([[photo_like_jpeg(160, 120)]], dtype=np.object_)),

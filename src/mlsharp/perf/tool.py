@@ -14,8 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_TOOLS = ROOT / ".venv" / "perf-tools"
+#: beside the running environment (``.venv/perf-tools`` for the project venv), never in site-packages
+DEFAULT_TOOLS = Path(sys.prefix) / "perf-tools"
 TRITONCLIENT_PIN = "tritonclient==2.50.0"
 _MISSING_LIBS = {"libcudart.so.12": "libcudart-", "libb64.so.0d": "libb64-"}
 
