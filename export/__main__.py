@@ -43,6 +43,15 @@ def _csv(choices: Sequence[str]):
     return parse
 
 
+def _sizes(text: str) -> tuple[int, ...]:
+    if text.strip().lower() == "none":
+        return ()
+    try:
+        return tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"comma-separated batch sizes or 'none', got {text!r}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m export", description=__doc__.split("\n\n")[0])
     p.add_argument("--preset", required=True, choices=("full", "tiny", "test"))
@@ -68,6 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--max-batch-size", type=int, help="Triton max_batch_size (default: 8 cpu small, 4 gpu)")
     p.add_argument("--max-queue-delay-us", type=int, default=20_000)
+    p.add_argument(
+        "--preferred-batch-sizes",
+        type=_sizes,
+        help="sharp's preferred batch sizes, e.g. 2,4 or none (default: 2, 4, 8, 16 up to the max)",
+    )
     p.add_argument("--preprocess-instances", type=int, default=2)
     p.add_argument("--postprocess-instances", type=int, default=2)
     p.add_argument("--intra-op-threads", type=int, default=0, help="ORT threads in the CPU runner (0 = auto)")
@@ -156,6 +170,7 @@ def run(args: argparse.Namespace) -> int:
         target=args.target,
         max_batch_size=args.max_batch_size or (4 if args.target == "gpu" or args.preset == "full" else 8),
         max_queue_delay_us=args.max_queue_delay_us,
+        preferred_batch_sizes=args.preferred_batch_sizes,
         preprocess_instances=args.preprocess_instances,
         postprocess_instances=args.postprocess_instances,
         intra_op_threads=args.intra_op_threads,

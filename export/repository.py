@@ -6,6 +6,7 @@ Layout (docs/interfaces.md)::
     <repo>/sharp/config.pbtxt       sharp/1/model.onnx + model.onnx.data  (+ model.py on CPU)
     <repo>/postprocess/config.pbtxt postprocess/1/model.py
     <repo>/mlsharp/config.pbtxt     mlsharp/1/                  (empty: required for ensembles)
+    <repo>/repository.json          the typed RepositoryOptions (read by ``mlsharp tune``)
 
 Model files are hard-linked when source and repository share a filesystem (the full model's
 2.6 GB is not copied twice), else copied.
@@ -24,8 +25,8 @@ from mlsharp.triton.models import (
     PREPROCESS,
     SHARP,
     RepositoryOptions,
-    all_configs,
 )
+from mlsharp.triton.repository import write_configs
 
 #: the checked-in python models (model_repository/<name>/1/model.py at the project root)
 TEMPLATES = Path(__file__).resolve().parents[1] / "model_repository"
@@ -59,12 +60,10 @@ def write_repository(
     templates: Path = TEMPLATES,
 ) -> Path:
     """Create (or refresh) the repository at ``dest`` for ``opts.target``; returns ``dest``."""
-    configs = all_configs(opts)
     dest.mkdir(parents=True, exist_ok=True)
-    for name, config in configs.items():
-        version_dir = dest / name / "1"
-        version_dir.mkdir(parents=True, exist_ok=True)
-        (dest / name / "config.pbtxt").write_text(config.to_pbtxt())
+    for path in write_configs(dest, opts):
+        if path.name == "config.pbtxt":
+            (path.parent / "1").mkdir(parents=True, exist_ok=True)
     python_models = [PREPROCESS, POSTPROCESS] + ([SHARP] if opts.target == "cpu" else [])
     for name in python_models:
         source = templates / name / "1" / "model.py"

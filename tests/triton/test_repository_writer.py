@@ -10,6 +10,7 @@ from tritonclient.grpc import model_config_pb2 as pb
 
 from export.repository import TEMPLATES, write_repository
 from mlsharp.triton.models import RepositoryOptions
+from mlsharp.triton.repository import RepositoryOptionsError, load_options
 
 
 def _options(target: str, **overrides: object) -> RepositoryOptions:
@@ -40,9 +41,10 @@ def test_cpu_repository_has_python_models_and_hard_linked_onnx(tmp_path: Path, e
     files = sorted(str(p.relative_to(repo)) for p in repo.rglob("*") if p.is_file())
     assert files == [
         "mlsharp/config.pbtxt", "postprocess/1/model.py", "postprocess/config.pbtxt",
-        "preprocess/1/model.py", "preprocess/config.pbtxt", "sharp/1/model.onnx",
+        "preprocess/1/model.py", "preprocess/config.pbtxt", "repository.json", "sharp/1/model.onnx",
         "sharp/1/model.onnx.data", "sharp/1/model.py", "sharp/config.pbtxt",
     ]  # fmt: skip
+    assert load_options(repo) == _options("cpu")
     assert (repo / "mlsharp" / "1").is_dir()  # Triton needs the (empty) version dir of an ensemble
     assert (repo / "sharp" / "1" / "model.onnx.data").stat().st_ino == (
         fp32.parent / "model.onnx.data"
@@ -76,3 +78,21 @@ def test_the_onnx_file_must_keep_the_name_its_external_data_expects(tmp_path: Pa
     fp32.rename(renamed)
     with pytest.raises(ValueError, match=r"net\.onnx"):
         write_repository(tmp_path / "repo", _options("cpu"), renamed)
+
+
+def test_repository_json_round_trips_explicit_preferred_sizes(tmp_path: Path, exported) -> None:
+    fp32, _ = exported
+    opts = _options("cpu", max_batch_size=4, preferred_batch_sizes=(4,), max_queue_delay_us=0)
+    repo = write_repository(tmp_path / "repo", opts, fp32)
+    assert load_options(repo) == opts
+    sharp = _config(repo, "sharp")
+    assert list(sharp.dynamic_batching.preferred_batch_size) == [4]
+    assert sharp.dynamic_batching.max_queue_delay_microseconds == 0
+
+
+def test_a_repository_without_repository_json_says_to_re_export(tmp_path: Path, exported) -> None:
+    fp32, _ = exported
+    repo = write_repository(tmp_path / "repo", _options("cpu"), fp32)
+    (repo / "repository.json").unlink()
+    with pytest.raises(RepositoryOptionsError, match="Re-export"):
+        load_options(repo)

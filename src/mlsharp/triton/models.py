@@ -65,6 +65,20 @@ class RepositoryOptions:
     gpu_accelerator: GpuAccelerator = "tensorrt"
     onnx_filename: str = "model.onnx"
     trt_cache_dir: str = "/tmp/mlsharp-trt-cache"
+    #: the ``sharp`` batcher's preferred batch sizes; None derives them (2, 4, 8, 16 up to the max)
+    preferred_batch_sizes: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        # JSON (repository.json, the export manifest) brings lists: keep the dataclass hashable
+        if self.preferred_batch_sizes is not None:
+            sizes = tuple(int(size) for size in self.preferred_batch_sizes)
+            object.__setattr__(self, "preferred_batch_sizes", sizes)
+
+    def resolved_preferred_batch_sizes(self) -> tuple[int, ...]:
+        """The sizes written into the config: the explicit ones, else the derived default."""
+        if self.preferred_batch_sizes is not None:
+            return self.preferred_batch_sizes
+        return tuple(size for size in (2, 4, 8, 16) if size <= self.max_batch_size)
 
     def common_parameters(self) -> dict[str, str]:
         """Parameters every python model reads (stamping and shapes)."""
@@ -120,8 +134,10 @@ def preprocess_config(opts: RepositoryOptions) -> ModelConfig:
 
 
 def _batching(opts: RepositoryOptions) -> DynamicBatching:
-    preferred = tuple(s for s in (2, 4, 8, 16) if s <= opts.max_batch_size)
-    return DynamicBatching(preferred_batch_sizes=preferred, max_queue_delay_us=opts.max_queue_delay_us)
+    return DynamicBatching(
+        preferred_batch_sizes=opts.resolved_preferred_batch_sizes(),
+        max_queue_delay_us=opts.max_queue_delay_us,
+    )
 
 
 def _gpu_optimization(opts: RepositoryOptions) -> Optimization:
