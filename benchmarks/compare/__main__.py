@@ -9,6 +9,8 @@ weights are the same when the repository's ``model_id`` equals the eager predict
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import re
 import statistics
 import subprocess
@@ -61,7 +63,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--work", type=Path, default=Path("artifacts/compare"), help="export dir when exporting")
     p.add_argument("--image", type=Path, help="photo (default: a generated 1024x768 photo-like JPEG)")
-    p.add_argument("--repeats", type=int, default=3, help="timed requests per path (after 1 warm-up each)")
+    p.add_argument("--repeats", type=int, default=3, help="timed requests per path (after the warm-up)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed requests per path first (default 1)")
+    p.add_argument("--json", type=Path, help="also write the result as JSON here")
     return p
 
 
@@ -84,9 +88,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     import tritonclient.grpc as grpcclient
 
-    from benchmarks.perf.inputs import generated_photos
     from mlsharp.checkpoint import load_predictor
     from mlsharp.imaging import decode_image
+    from mlsharp.perf.inputs import generated_photos
     from mlsharp.pipeline import ScenePipeline
     from mlsharp.triton.server import TritonServer
 
@@ -124,13 +128,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             result = client.infer("mlsharp", inputs, outputs=[grpcclient.InferRequestedOutput("scene")])
             return bytes(result.as_numpy("scene").reshape(-1)[0])
 
-        eager(), triton()  # warm-up: first-run allocations and ORT/torch set-up
+        load_before = os.getloadavg()
+        for _ in range(args.warmup):  # first-run allocations and ORT/torch set-up
+            for name, fn in (("eager", eager), ("triton", triton)):
+                print(f"warm-up {name}: {timed(fn)[0]:.3f} s", flush=True)
         times: dict[str, list[float]] = {"eager": [], "triton": []}
         scenes: dict[str, bytes] = {}
-        for _ in range(args.repeats):
+        for run in range(args.repeats):
             for name, fn in (("eager", eager), ("triton", triton)):
                 seconds, scenes[name] = timed(fn)
                 times[name].append(seconds)
+                print(f"run {run + 1} {name}: {seconds:.3f} s", flush=True)
+        load_after = os.getloadavg()
         client.close()
 
     med = {name: statistics.median(values) for name, values in times.items()}
@@ -149,6 +158,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"triton vs eager, relative to property range: {diff:.3e} "
         f"(sizes {len(scenes['triton'])} / {len(scenes['eager'])} bytes)"
     )
+    print(f"load average (1 min) before {load_before[0]:.2f}, after {load_after[0]:.2f}")
+    if args.json:
+        result = {
+            "what": "whole request decode..encode, Triton ensemble vs eager ScenePipeline",
+            "preset": args.preset,
+            "model_id": loaded.model_id,
+            "random_weights": not args.checkpoint,
+            "image_bytes": len(photo),
+            "times_s": times,
+            "median_s": med,
+            "ratio_triton_over_eager": med["triton"] / med["eager"],
+            "max_relative_ply_difference": diff,
+            "load_average_1min": [load_before[0], load_after[0]],
+            "cpu_count": os.cpu_count(),
+        }
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=1) + "\n")
     return 0
 
 
