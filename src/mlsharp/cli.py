@@ -1,4 +1,5 @@
-"""`mlsharp` command line: predict scenes from photos with the eager PyTorch path.
+"""`mlsharp` command line: predict scenes from photos with the eager PyTorch path; `mlsharp tune`
+measures and applies Triton settings for a model repository (see mlsharp.tuning).
 
 Without `--checkpoint` the official checkpoint is downloaded once to the torch hub cache. When
 that is impossible the command fails at once and says how to pass a local file. `--random-weights`
@@ -64,6 +65,10 @@ def _build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--random-weights", action="store_true", help="smoke runs only: random network")
     predict.add_argument("--seed", type=int, default=0, help="seed for --random-weights")
     predict.add_argument("--no-download", action="store_true", help="never download the checkpoint")
+
+    from mlsharp.tuning.command import add_parser as add_tune_parser
+
+    add_tune_parser(commands)
     return parser
 
 
@@ -108,6 +113,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "predict":
             return _run_predict(args)
+        if args.command == "tune":
+            from mlsharp.tuning.command import run as run_tune
+
+            return run_tune(args)
     except MLSharpError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -1,0 +1,37 @@
+"""Shared pieces of the tuner tests: test-preset options and a repository with stand-in model files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from export.repository import write_repository
+from mlsharp.triton.models import RepositoryOptions
+
+
+def options(target: str = "cpu", **overrides: object) -> RepositoryOptions:
+    """The `test` preset's options, as the exporter would record them."""
+    values = {
+        "preset": "test", "working_size_px": 512, "num_gaussians": 131_072,
+        "model_id": "random-test-seed0", "random_weights": True, "target": target,
+    } | overrides  # fmt: skip
+    return RepositoryOptions(**values)
+
+
+def stub_repository(root: Path, opts: RepositoryOptions, *, fp16: bool = False) -> Path:
+    """A repository laid out by the real writer, with small stand-ins for the ONNX files."""
+    onnx_dir = root / "onnx"
+    onnx_dir.mkdir(parents=True, exist_ok=True)
+    names = ["model.onnx", "model.onnx.data"] + (["model.fp16.onnx", "model.fp16.onnx.data"] if fp16 else [])
+    for name in names:
+        (onnx_dir / name).write_bytes(name.encode())
+    fp16_path = onnx_dir / "model.fp16.onnx" if fp16 else None
+    return write_repository(
+        root / "model_repository", opts, onnx_dir / "model.onnx", fp16_onnx_path=fp16_path
+    )
+
+
+def snapshot(repository: Path) -> dict[str, bytes]:
+    """Every file of a repository by relative path (to prove it did not change)."""
+    return {
+        str(p.relative_to(repository)): p.read_bytes() for p in sorted(repository.rglob("*")) if p.is_file()
+    }
