@@ -280,3 +280,11 @@ def test_cli_refuses_fp16_on_cpu_and_a_latency_objective_without_bound(
     assert cli.main(["tune", "--repository", str(repo), "--objective", "latency"]) == 2
     assert "needs --p95-ms" in capsys.readouterr().err
     assert FakeServer.started == []
+
+
+def test_the_table_says_which_candidate_was_the_configuration_before(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo = stub_repository(tmp_path / "export", options(max_batch_size=2, max_queue_delay_us=0))
+    tune(request(repo, tmp_path), now=lambda: T0, measure=Counter())
+    assert "candidate 2 is the repository's configuration before tuning" in capsys.readouterr().out

@@ -17,7 +17,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from mlsharp.perf.run import RunSettings
 from mlsharp.tuning import space as space_mod
+from mlsharp.tuning.objective import Objective
 
 Echo = Callable[[str], None]
 
@@ -123,10 +125,10 @@ class TuneRequest:
 
     repository: Path
     lists: dict[str, tuple[Any, ...] | None]
-    objective: Any  # objective.Objective
+    objective: Objective
     concurrency: tuple[int, ...] | None = None
     protocol: str = "grpc"
-    run: Any = None  # mlsharp.perf.run.RunSettings
+    run: RunSettings = field(default_factory=RunSettings)
     max_candidates: int | None = None
     time_budget_s: float | None = None
     startup_timeout_s: float = 600.0
@@ -140,9 +142,6 @@ class TuneRequest:
 
 def request_from_args(args: argparse.Namespace) -> TuneRequest:
     """Translate parsed arguments (objective validation raises TuneError)."""
-    from mlsharp.perf.run import RunSettings
-    from mlsharp.tuning.objective import Objective
-
     return TuneRequest(
         repository=args.repository.resolve(),
         lists={

@@ -8,6 +8,7 @@ leaves it exactly as it was.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mlsharp.perf import inputs
-from mlsharp.triton.models import RepositoryOptions
+from mlsharp.triton.models import MODEL_NAMES, RepositoryOptions
 from mlsharp.triton.repository import load_options
 from mlsharp.tuning import hardware
 from mlsharp.tuning.apply import TUNING_FILE, apply_winner, tuned_fields, with_fields
@@ -37,6 +38,18 @@ class TuneOutcome:
     document: dict[str, Any]
     from_cache: bool
     cache_path: Path
+
+
+def check_writable(repository: Path, scratch_parent: Path) -> None:
+    """Refuse before measuring when the winner could not be written or no scratch space exists."""
+    for path in (repository, *(repository / name for name in MODEL_NAMES)):
+        if not os.access(path, os.W_OK):
+            raise TuneError(f"cannot write {path}: the result could not be applied (nothing was measured)")
+    if not os.access(scratch_parent, os.W_OK):
+        raise TuneError(
+            f"cannot create candidate repositories in {scratch_parent}; pass --scratch-dir DIR on the "
+            "repository's filesystem (model files are hard-linked there, not copied)"
+        )
 
 
 def _when(moment: datetime) -> str:
@@ -107,6 +120,7 @@ def tune(
     """Tune ``request.repository`` in place (see the module docstring); raises TuneError subclasses."""
     repository = request.repository
     opts = load_options(repository)
+    check_writable(repository, request.scratch_dir or repository.parent)
     space = space_from_lists(opts, **request.lists)
     check_precisions(opts, space, repository)
     candidates, notes = expand(opts, space, request.concurrency)
@@ -224,6 +238,9 @@ def tune(
         "previous_fields": tuned_fields(opts),
     }
     echo(table(records, points, document["winner"], request.objective.p95_bound_ms))
+    before = [r["index"] for r in records if r["fields"] == document["previous_fields"]]
+    if before:
+        echo(f"candidate {before[0]} is the repository's configuration before tuning")
     apply_winner(repository, winner_opts, document)
     cache_path = cache.store(key, tuned_at, document)
     best = winner_point
