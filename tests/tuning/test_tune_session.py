@@ -7,6 +7,7 @@ seconds. The real server and the real perf_analyzer are exercised in test_tune_f
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -288,3 +289,20 @@ def test_the_table_says_which_candidate_was_the_configuration_before(
     repo = stub_repository(tmp_path / "export", options(max_batch_size=2, max_queue_delay_us=0))
     tune(request(repo, tmp_path), now=lambda: T0, measure=Counter())
     assert "candidate 2 is the repository's configuration before tuning" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--max-candidates", "0"], "--max-candidates must be >= 1"),
+        (["--time-budget-s", "0"], "--time-budget-s must be > 0"),
+        (["--request-count", "-1"], "--request-count must be >= 1"),
+        (["--preferred", "some"], "none of none, max, pow2"),
+    ],
+)
+def test_cli_refuses_meaningless_limits(
+    repo: Path, capsys: pytest.CaptureFixture[str], flags: list[str], message: str
+) -> None:
+    with pytest.raises(SystemExit) if flags[0] == "--preferred" else contextlib.nullcontext():
+        assert cli.main(["tune", "--repository", str(repo), *flags]) == 2
+    assert message in capsys.readouterr().err

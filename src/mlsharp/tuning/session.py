@@ -40,6 +40,19 @@ class TuneOutcome:
     cache_path: Path
 
 
+def check_limits(request: TuneRequest) -> None:
+    """Limits that would otherwise surface as a confusing empty result or a perf_analyzer error."""
+    if request.max_candidates is not None and request.max_candidates < 1:
+        raise TuneError("--max-candidates must be >= 1")
+    if request.time_budget_s is not None and request.time_budget_s <= 0:
+        raise TuneError("--time-budget-s must be > 0")
+    run = request.run
+    if run.request_count < 0 or (run.request_count == 0 and run.measurement_interval_ms <= 0):
+        raise TuneError("--request-count must be >= 1 (or 0 with a positive --measurement-interval-ms)")
+    if run.max_trials < 1:
+        raise TuneError("--max-trials must be >= 1")
+
+
 def check_writable(repository: Path, scratch_parent: Path) -> None:
     """Refuse before measuring when the winner could not be written or no scratch space exists."""
     for path in (repository, *(repository / name for name in MODEL_NAMES)):
@@ -118,6 +131,7 @@ def tune(
     echo: Echo = print,
 ) -> TuneOutcome:
     """Tune ``request.repository`` in place (see the module docstring); raises TuneError subclasses."""
+    check_limits(request)
     repository = request.repository
     opts = load_options(repository)
     check_writable(repository, request.scratch_dir or repository.parent)
