@@ -27,7 +27,7 @@ from mlsharp.sample_image import photo_like_jpeg
 from mlsharp.triton.models import RepositoryOptions
 
 FORMATS = ("onnx", "torchscript")
-PRECISIONS = ("fp32", "fp16")
+PRECISIONS = ("fp32", "fp16", "int8")
 
 
 def _csv(choices: Sequence[str]):
@@ -62,7 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="export directory")
     p.add_argument("--repository", type=Path, help="Triton repository (default: OUT/model_repository)")
     p.add_argument("--no-repository", action="store_true", help="export and check only")
-    p.add_argument("--precision", type=_csv(PRECISIONS), default=["fp32"], help="fp32 and/or fp16")
+    p.add_argument(
+        "--precision",
+        type=_csv(PRECISIONS),
+        default=["fp32"],
+        help="fp32, fp16 (GPU), int8 (CPU opt-in: serves quantized MatMuls; model id gets +int8)",
+    )
     p.add_argument("--formats", type=_csv(FORMATS), default=list(FORMATS), help="onnx and/or torchscript")
     p.add_argument("--target", choices=("cpu", "gpu"), default="cpu", help="how Triton runs `sharp`")
     p.add_argument("--gpu-accelerator", choices=("tensorrt", "cuda"), default="tensorrt")
@@ -115,12 +120,23 @@ def _check_inputs(image_bytes: bytes, working_size: int, batch: int) -> tuple[to
     return torch.cat(images), torch.cat(factors)
 
 
+def _check_precision(args: argparse.Namespace) -> None:
+    if "int8" in args.precision and args.target == "gpu":
+        raise InvalidParameterError(
+            "--precision int8 is for --target cpu (dynamically quantized MatMuls on ONNX Runtime's CPU "
+            "provider); on a GPU use fp16"
+        )
+    if "int8" in args.precision and "onnx" not in args.formats:
+        raise InvalidParameterError("--precision int8 quantizes the ONNX graph: add onnx to --formats")
+
+
 def run(args: argparse.Namespace) -> int:
     from mlsharp.checkpoint import load_predictor
     from mlsharp.presets import get_preset
 
     config = get_preset(args.preset)
     _check_size(args.preset, config.working_size_px, args.size)
+    _check_precision(args)
     out: Path = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     loaded = load_predictor(
@@ -149,6 +165,13 @@ def run(args: argparse.Namespace) -> int:
             checks.append(
                 verify.check_onnx(files["onnx_fp16"], "fp16", image, factor, reference, floor=floor)
             )
+        if "int8" in args.precision:
+            start = time.perf_counter()
+            files["onnx_int8"] = graphs.quantize_int8(files["onnx_fp32"], out / "onnx" / "model.int8.onnx")
+            timings["int8_quantize"] = time.perf_counter() - start
+            checks.append(
+                verify.check_onnx(files["onnx_int8"], "int8", image, factor, reference, floor=floor)
+            )
     if "torchscript" in args.formats:
         start = time.perf_counter()
         files["torchscript"] = graphs.export_torchscript(
@@ -161,11 +184,13 @@ def run(args: argparse.Namespace) -> int:
     ok = all(c.ok for c in checks)
 
     repository = None
+    serve_int8 = "int8" in args.precision
     opts = RepositoryOptions(
         preset=config.name,
         working_size_px=config.working_size_px,
         num_gaussians=config.num_gaussians,
-        model_id=loaded.model_id,
+        # int8 outputs differ from fp32 ones: another id keeps caches and metadata apart
+        model_id=loaded.model_id + ("+int8" if serve_int8 else ""),
         random_weights=loaded.random_weights,
         target=args.target,
         max_batch_size=args.max_batch_size or (4 if args.target == "gpu" or args.preset == "full" else 8),
@@ -174,7 +199,7 @@ def run(args: argparse.Namespace) -> int:
         preprocess_instances=args.preprocess_instances,
         postprocess_instances=args.postprocess_instances,
         intra_op_threads=args.intra_op_threads,
-        precision="fp16" if "fp16" in args.precision else "fp32",
+        precision="int8" if serve_int8 else ("fp16" if "fp16" in args.precision else "fp32"),
         gpu_accelerator=args.gpu_accelerator,
     )
     if ok and not args.no_repository and "onnx_fp32" in files:
@@ -183,6 +208,7 @@ def run(args: argparse.Namespace) -> int:
             opts,
             files["onnx_fp32"],
             fp16_onnx_path=files.get("onnx_fp16"),
+            int8_onnx_path=files.get("onnx_int8"),
         )
         print(f"triton repository ({args.target}): {repository}")
     write_manifest(
@@ -191,7 +217,9 @@ def run(args: argparse.Namespace) -> int:
             "preset": config.name,
             "working_size_px": config.working_size_px,
             "num_gaussians": config.num_gaussians,
-            "model_id": loaded.model_id,
+            "model_id": opts.model_id,
+            "weights_model_id": loaded.model_id,
+            "served_precision": opts.precision,
             "random_weights": loaded.random_weights,
             "seed": args.seed if loaded.random_weights else None,
             "checkpoint": str(args.checkpoint) if args.checkpoint else None,

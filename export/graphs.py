@@ -11,12 +11,17 @@ Choices, pinned here so every export is the same:
   model keeps one export path and lets the fp16 file be checked against the same eager fp32
   reference. On the GPU target the preferred fp16 route is TensorRT's FP16 mode on the fp32 file
   (see :mod:`mlsharp.triton.models`); the fp16 file serves the CUDA execution provider.
+* int8 (CPU target, opt-in): ONNX Runtime's ``quantize_dynamic`` on the fp32 graph, MatMul weights
+  only (the ViT linear layers: ~56 % of the fp32 forward on CPU), activations quantized per call.
+  Convolutions stay fp32. It changes the numbers; the check reports by how much.
 * TorchScript via ``torch.jit.trace`` (``script`` cannot compile the network's Python-side
   configuration) at the same example batch.
 """
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -95,6 +100,34 @@ def convert_fp16(fp32_path: Path, fp16_path: Path) -> Path:
     )
     check_onnx_signature(fp16_path)
     return fp16_path
+
+
+def quantize_int8(fp32_path: Path, int8_path: Path) -> Path:
+    """Dynamic int8 copy of ``fp32_path`` (MatMul weights int8, per tensor), external data beside it.
+
+    The ONNX checker inside ``quantize_dynamic`` refuses external data that has several hard links
+    (a re-export into a directory whose repository hard-linked it): then a private copy is read.
+    """
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    int8_path.parent.mkdir(parents=True, exist_ok=True)
+    data = fp32_path.with_name(fp32_path.name + ".data")
+    with tempfile.TemporaryDirectory(prefix=".quantize-", dir=int8_path.parent) as scratch:
+        source = fp32_path
+        if data.exists() and data.stat().st_nlink > 1:
+            source = Path(scratch) / fp32_path.name
+            shutil.copyfile(fp32_path, source)
+            shutil.copyfile(data, Path(scratch) / data.name)
+        quantize_dynamic(
+            str(source),
+            str(int8_path),
+            weight_type=QuantType.QInt8,
+            op_types_to_quantize=["MatMul"],
+            use_external_data_format=True,
+            extra_options={"MatMulConstBOnly": True},
+        )
+    check_onnx_signature(int8_path)
+    return int8_path
 
 
 def export_torchscript(model: torch.nn.Module, working_size_px: int, path: Path) -> Path:

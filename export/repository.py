@@ -57,6 +57,7 @@ def write_repository(
     onnx_path: Path,
     *,
     fp16_onnx_path: Path | None = None,
+    int8_onnx_path: Path | None = None,
     templates: Path = TEMPLATES,
 ) -> Path:
     """Create (or refresh) the repository at ``dest`` for ``opts.target``; returns ``dest``."""
@@ -78,6 +79,10 @@ def write_repository(
     sources = onnx_files(onnx_path)
     if fp16_onnx_path is not None and opts.target == "gpu":
         sources += onnx_files(fp16_onnx_path)
+    if opts.precision == "int8":
+        if int8_onnx_path is None:
+            raise ValueError("precision int8 needs the quantized graph (int8_onnx_path)")
+        sources += onnx_files(int8_onnx_path)
     for source in sources:
         _place(source, dest / SHARP / "1" / source.name)
     (dest / ENSEMBLE / "1").mkdir(parents=True, exist_ok=True)

@@ -20,6 +20,10 @@ opacities live in [0, 1]; absolute for near-zero outputs.
 * fp16 (converted ONNX on ONNX Runtime CPU): rtol 2e-2, atol 1e-3 — half precision has a
   10-bit mantissa (~1e-3 per op) accumulated over a deep network; this only guards against a
   broken conversion (overflow, NaN, wrong casts), it does not claim fp16 equals fp32.
+* int8 (dynamically quantized MatMuls, CPU): rtol 5e-2, atol 1e-3 — 8-bit weights and activations
+  carry ~1 % error per layer; the bound only catches a broken quantization, and the manifest
+  records the measured deviation. With random weights that deviation is far below what the real
+  checkpoint gives (the outputs hardly depend on the encoder), so judge int8 with real weights.
 """
 
 from __future__ import annotations
@@ -40,7 +44,11 @@ from mlsharp.triton.models import NETWORK_INPUTS, RAW_OUTPUT_NAMES
 # up to ~4e-4 of an output's range (full preset, ORT vs eager: quaternions 5.2e-4 at |ref| 1.27,
 # singular values 3.0e-4 at 1.32; eager batch-2 vs two single forwards differs by the same order).
 # 1e-3 leaves a 2x margin; a real export bug (a wrong op, weight or layout) shows up at >= 1e-2.
-TOLERANCES: dict[str, tuple[float, float]] = {"fp32": (1e-3, 1e-4), "fp16": (2e-2, 1e-3)}
+TOLERANCES: dict[str, tuple[float, float]] = {
+    "fp32": (1e-3, 1e-4),
+    "fp16": (2e-2, 1e-3),
+    "int8": (5e-2, 1e-3),
+}
 
 
 @dataclass

@@ -100,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.preset, checkpoint=args.checkpoint, random_weights=not args.checkpoint, seed=args.seed
     )
     served_id = repository_model_id(repository)
-    if served_id != loaded.model_id:
+    if served_id not in (loaded.model_id, loaded.model_id + "+int8"):
         print(f"error: Triton serves {served_id!r} but eager loaded {loaded.model_id!r}", file=sys.stderr)
         return 2
     pipeline = ScenePipeline(loaded)
@@ -147,7 +147,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ours, ref = ply_vertices(scenes["triton"])[:, :10], ply_vertices(scenes["eager"])[:, :10]
     diff = float((np.abs(ours - ref).max(axis=0) / np.maximum(np.abs(ref).max(axis=0), 1e-12)).max())
     print(
-        f"preset {args.preset}, weights {loaded.model_id}, image {len(photo)} bytes, {args.repeats} repeats"
+        f"preset {args.preset}, weights {loaded.model_id}, served {served_id}, "
+        f"image {len(photo)} bytes, {args.repeats} repeats"
     )
     for name in ("eager", "triton"):
         runs = " ".join(f"{t:.3f}" for t in times[name])
@@ -164,6 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "what": "whole request decode..encode, Triton ensemble vs eager ScenePipeline",
             "preset": args.preset,
             "model_id": loaded.model_id,
+            "served_model_id": served_id,
             "random_weights": not args.checkpoint,
             "image_bytes": len(photo),
             "times_s": times,

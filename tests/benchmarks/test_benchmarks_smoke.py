@@ -164,3 +164,50 @@ def test_compare_runs_tiny(triton_repository: Path, triton_weights: Any) -> None
     diff = float(proc.stdout.split("range:")[1].split()[0])
     assert diff < 0.05, proc.stdout  # same weights and image: the two paths describe the same scene
     assert json.dumps(triton_weights.model_id) and triton_weights.model_id in proc.stdout
+
+
+def test_triton_request_runs_tiny(triton_repository: Path, tmp_path: Path) -> None:
+    out = tmp_path / "request.json"
+    cmd = [sys.executable, "-m", "benchmarks.triton_request", "--repository", str(triton_repository),
+           "--out", str(out)]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["scene_bytes"] > 1_000_000  # a 131,072-gaussian PLY (test preset)
+    for model in ("preprocess", "sharp", "postprocess"):
+        assert report["stages_s"][model]["inference_count"] == 1
+    assert 0 < report["network_s"] < report["request_s"]
+    assert report["non_network_s"] == pytest.approx(report["request_s"] - report["network_s"])
+    assert 0 < report["non_network_share"] < 1
+    assert "non-network share of the request" in proc.stdout
+
+
+def test_gpu_check_dry_run_on_cpu(tmp_path: Path) -> None:
+    cmd = [sys.executable, "benchmarks/gpu_check.py", "--preset", "test", "--device", "cpu",
+           "--repeats", "1", "--out", str(tmp_path)]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert report["preset"] == "test" and report["gaussians"] == 131_072
+    measured = {(f["precision"], f["batch"]) for f in report["forward"]}
+    assert measured == {(precision, batch) for precision in ("fp32", "fp16") for batch in (1, 2)}
+    assert all(f["seconds"] > 0 for f in report["forward"])
+    assert report["ply_bytes"] > 1_000_000
+    assert 0 < report["stages"]["non_network_share_ply"] < 1
+
+
+def test_ort_int8_runs_tiny(triton_export_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "int8.json"
+    onnx_path = triton_export_dir / "onnx" / "model.onnx"
+    cmd = [sys.executable, "-m", "benchmarks.ort_int8", "--onnx", str(onnx_path), "--threads", "1",
+           "--json", str(out)]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["working_size_px"] == 512 and result["fp32_s"] > 0 and result["int8_s"] > 0
+    assert result["ratio_int8_over_fp32"] == pytest.approx(result["int8_s"] / result["fp32_s"])
+    # quantized, yet the same network: every output stays within a few percent of fp32
+    assert set(result["max_relative_deviation"]) == {
+        "mean_vectors", "singular_values", "quaternions", "colors", "opacities"
+    }  # fmt: skip
+    assert all(0 <= value < 0.05 for value in result["max_relative_deviation"].values())

@@ -151,3 +151,11 @@ def test_fp16_with_tensorrt_runs_on_the_fp32_graph(tmp_path: Path) -> None:
     check_precisions(
         base, space_from_lists(base, precisions=("fp32", "fp16")), stub_repository(tmp_path, base)
     )
+
+
+def test_an_int8_repository_keeps_its_precision(tmp_path: Path) -> None:
+    base = options("cpu", precision="int8", model_id="random-test-seed0+int8")
+    repo = tmp_path / "model_repository"
+    check_precisions(base, space_from_lists(base), repo)  # default: the repository's own precision
+    with pytest.raises(TuneError, match="chosen at export"):
+        check_precisions(base, space_from_lists(base, precisions=("fp32",)), repo)

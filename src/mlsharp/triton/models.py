@@ -61,7 +61,8 @@ class RepositoryOptions:
     sharp_instances: int = 1
     #: ONNX Runtime intra-op threads for the CPU runner (0 = ORT's default: one per core)
     intra_op_threads: int = 0
-    precision: Literal["fp32", "fp16"] = "fp32"
+    #: int8: the CPU runner serves the dynamically quantized copy (an explicit opt-in of the export)
+    precision: Literal["fp32", "fp16", "int8"] = "fp32"
     gpu_accelerator: GpuAccelerator = "tensorrt"
     onnx_filename: str = "model.onnx"
     trt_cache_dir: str = "/tmp/mlsharp-trt-cache"
@@ -156,6 +157,11 @@ def _gpu_optimization(opts: RepositoryOptions) -> Optimization:
     return Optimization(gpu_accelerators=(accelerator,))
 
 
+def int8_filename(onnx_filename: str) -> str:
+    """``model.onnx`` -> ``model.int8.onnx``: the quantized copy lives beside the fp32 graph."""
+    return onnx_filename.replace(".onnx", ".int8.onnx")
+
+
 def sharp_config(opts: RepositoryOptions) -> ModelConfig:
     """The network: ONNX Runtime backend on GPU, or the python-backend ORT runner on CPU."""
     size = opts.working_size_px
@@ -172,6 +178,10 @@ def sharp_config(opts: RepositoryOptions) -> ModelConfig:
         "dynamic_batching": _batching(opts),
     }
     if opts.target == "gpu":
+        if opts.precision == "int8":
+            raise ValueError(
+                "int8 is a CPU-target option (the dynamically quantized graph runs on ORT's CPU EP)"
+            )
         fp16_file = opts.precision == "fp16" and opts.gpu_accelerator == "cuda"
         return ModelConfig(
             platform="onnxruntime_onnx",
@@ -181,7 +191,7 @@ def sharp_config(opts: RepositoryOptions) -> ModelConfig:
             **common,
         )
     params = opts.common_parameters() | {
-        "onnx_file": opts.onnx_filename,
+        "onnx_file": int8_filename(opts.onnx_filename) if opts.precision == "int8" else opts.onnx_filename,
         "intra_op_threads": str(opts.intra_op_threads),
     }
     return ModelConfig(
