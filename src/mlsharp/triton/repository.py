@@ -79,13 +79,16 @@ def render(opts: RepositoryOptions) -> dict[str, bytes]:
     return files
 
 
-def write_configs(dest: Path, opts: RepositoryOptions) -> list[Path]:
-    """Write every config.pbtxt and repository.json for ``opts``; returns the paths written.
+def write_configs(
+    dest: Path, opts: RepositoryOptions, extra_files: Mapping[str, bytes] | None = None
+) -> list[Path]:
+    """Write every config.pbtxt and repository.json for ``opts``, then ``extra_files`` (relative
+    path -> bytes, e.g. the tuner's record); returns the paths written.
 
     All files are rendered and validated before the first write, and each write is atomic, so a
     bad option never leaves a mix of old and new configs behind.
     """
-    files = render(opts)
+    files = render(opts) | dict(extra_files or {})
     written = []
     for relative, data in files.items():
         path = dest / relative

@@ -1,6 +1,6 @@
 """Write a tuning winner into the real repository: configs, repository.json and tuning.json.
 
-Why through :func:`mlsharp.triton.repository.render`: the configs come from the typed options
+Why through :func:`mlsharp.triton.repository.write_configs`: the configs come from the typed options
 (never edited text), every file is rendered and validated before the first write, and each write
 is atomic; tuning.json goes last, so it never describes configs that are not on disk.
 """
@@ -13,9 +13,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from mlsharp.fileio import atomic_write
 from mlsharp.triton.models import RepositoryOptions
-from mlsharp.triton.repository import render
+from mlsharp.triton.repository import write_configs
 from mlsharp.tuning.space import TUNED_FIELDS, TuneError
 
 #: the record of the last tuning, at the repository root beside repository.json
@@ -42,11 +41,5 @@ def with_fields(current: RepositoryOptions, fields: Mapping[str, Any]) -> Reposi
 
 def apply_winner(repository: Path, options: RepositoryOptions, document: Mapping[str, Any]) -> list[Path]:
     """Write every config.pbtxt, repository.json, then tuning.json; returns the paths written."""
-    files = render(options)
-    files[TUNING_FILE] = (json.dumps(document, indent=2, sort_keys=True) + "\n").encode()
-    written = []
-    for relative, data in files.items():
-        path = repository / relative
-        atomic_write(path, data)
-        written.append(path)
-    return written
+    record = (json.dumps(document, indent=2, sort_keys=True) + "\n").encode()
+    return write_configs(repository, options, {TUNING_FILE: record})
