@@ -1,9 +1,10 @@
 """``python -m benchmarks.ort_int8``: what dynamic int8 quantization would buy on this CPU.
 
-An experiment, not a served variant: the exported fp32 graph and a copy whose MatMuls (the ViT
-linear layers, ~56 % of the fp32 forward on 2 cores) are dynamically quantized to int8 weights by
-ONNX Runtime's ``quantize_dynamic`` run on the same network input in one process, and the forward
-times, their ratio and the output deviation are printed.
+Times the graphs only (the served opt-in is ``python -m export --precision fp32,int8``, the same
+quantization): the exported fp32 graph and a copy whose MatMuls (the ViT linear layers, ~56 % of
+the fp32 forward on 2 cores) are dynamically quantized to int8 weights by ONNX Runtime's
+``quantize_dynamic`` run on the same network input in one process, and the forward times, their
+ratio and the output deviation are printed.
 
 Why the deviation printed here says little: with random weights the outputs barely depend on the
 encoder features, so the int8 error measured on them is far below what the real checkpoint would
