@@ -24,7 +24,7 @@ from export.manifest import file_entry, write_manifest
 from export.repository import onnx_files, write_repository
 from mlsharp.errors import InvalidParameterError, MLSharpError
 from mlsharp.sample_image import photo_like_jpeg
-from mlsharp.triton.models import RepositoryOptions
+from mlsharp.triton.models import RepositoryOptions, served_model_id
 
 FORMATS = ("onnx", "torchscript")
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -189,8 +189,7 @@ def run(args: argparse.Namespace) -> int:
         preset=config.name,
         working_size_px=config.working_size_px,
         num_gaussians=config.num_gaussians,
-        # int8 outputs differ from fp32 ones: another id keeps caches and metadata apart
-        model_id=loaded.model_id + ("+int8" if serve_int8 else ""),
+        model_id=served_model_id(loaded.model_id, "int8" if serve_int8 else "fp32"),
         random_weights=loaded.random_weights,
         target=args.target,
         max_batch_size=args.max_batch_size or (4 if args.target == "gpu" or args.preset == "full" else 8),

@@ -92,6 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from mlsharp.imaging import decode_image
     from mlsharp.perf.inputs import generated_photos
     from mlsharp.pipeline import ScenePipeline
+    from mlsharp.triton.models import served_model_id
     from mlsharp.triton.server import TritonServer
 
     photo = args.image.read_bytes() if args.image else generated_photos(((1024, 768, 2),))[0]
@@ -100,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.preset, checkpoint=args.checkpoint, random_weights=not args.checkpoint, seed=args.seed
     )
     served_id = repository_model_id(repository)
-    if served_id not in (loaded.model_id, loaded.model_id + "+int8"):
+    if served_id not in {served_model_id(loaded.model_id, precision) for precision in ("fp32", "int8")}:
         print(f"error: Triton serves {served_id!r} but eager loaded {loaded.model_id!r}", file=sys.stderr)
         return 2
     pipeline = ScenePipeline(loaded)

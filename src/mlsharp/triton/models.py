@@ -157,6 +157,12 @@ def _gpu_optimization(opts: RepositoryOptions) -> Optimization:
     return Optimization(gpu_accelerators=(accelerator,))
 
 
+def served_model_id(weights_model_id: str, precision: str) -> str:
+    """The id a repository stamps on its outputs: int8 outputs differ from fp32 ones, so the int8
+    opt-in gets its own id (``<weights id>+int8``) and never shares cache entries or metadata."""
+    return f"{weights_model_id}+int8" if precision == "int8" else weights_model_id
+
+
 def int8_filename(onnx_filename: str) -> str:
     """``model.onnx`` -> ``model.int8.onnx``: the quantized copy lives beside the fp32 graph."""
     return onnx_filename.replace(".onnx", ".int8.onnx")
