@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from export.graphs import quantize_int8
+from export.verify import compare
 from mlsharp.triton.models import NETWORK_INPUTS, RAW_OUTPUT_NAMES
 
 
@@ -39,12 +40,10 @@ def network_input(size_px: int) -> dict[str, np.ndarray]:
 
 
 def timed_run(path: Path, feed: dict[str, np.ndarray], threads: int) -> tuple[float, list[np.ndarray]]:
-    """Seconds of one forward (after one untimed run) and its outputs."""
-    import onnxruntime as ort
+    """Seconds of one forward (after one untimed run) and its outputs, in the served runner's session."""
+    from mlsharp.triton.stages import OnnxRunner
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    session = OnnxRunner(path, threads).session
     session.run(list(RAW_OUTPUT_NAMES), feed)
     start = time.perf_counter()
     outputs = session.run(list(RAW_OUTPUT_NAMES), feed)
@@ -52,11 +51,9 @@ def timed_run(path: Path, feed: dict[str, np.ndarray], threads: int) -> tuple[fl
 
 
 def deviation(outputs: Sequence[np.ndarray], reference: Sequence[np.ndarray]) -> dict[str, float]:
-    """max|int8 - fp32| / max|fp32| per output."""
-    return {
-        name: float(np.abs(out - ref).max() / max(float(np.abs(ref).max()), 1e-12))
-        for name, out, ref in zip(RAW_OUTPUT_NAMES, outputs, reference, strict=True)
-    }
+    """max|int8 - fp32| / max|fp32| per output, from the export's own comparison."""
+    check = compare("onnxruntime-cpu", "int8", outputs, reference, seconds=0.0)
+    return {d.name: d.max_abs_diff / max(d.max_abs_reference, 1e-12) for d in check.diffs}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -164,12 +164,9 @@ def check_onnx(
     floor: Sequence[float] | None = None,
 ) -> Check:
     """Run ``path`` in ONNX Runtime (CPU) on the same batch and compare."""
-    import onnxruntime as ort
+    from mlsharp.triton.stages import OnnxRunner
 
-    options = ort.SessionOptions()
-    if threads > 0:
-        options.intra_op_num_threads = threads
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    session = OnnxRunner(path, threads).session  # the session the served CPU runner uses
     feed = dict(zip(NETWORK_INPUTS, (image.numpy(), factor.numpy()), strict=True))
     start = time.perf_counter()
     outputs = session.run(list(RAW_OUTPUT_NAMES), feed)
