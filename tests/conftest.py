@@ -28,6 +28,17 @@ _MODEL_ID_RE = re.compile(r'key: "model_id" value: \{ string_value: "([^"]*)" \}
 _RANDOM_ID_RE = re.compile(r"random-(?P<preset>\w+)-seed(?P<seed>\d+)")
 
 
+def repository_options(target: str = "cpu", **overrides: object) -> Any:
+    """The `test` preset's ``RepositoryOptions``, as the exporter would record them."""
+    from mlsharp.triton.models import RepositoryOptions
+
+    values = {
+        "preset": "test", "working_size_px": 512, "num_gaussians": 131_072,
+        "model_id": "random-test-seed0", "random_weights": True, "target": target,
+    } | overrides  # fmt: skip
+    return RepositoryOptions(**values)
+
+
 def require_triton() -> None:
     """Skip (with the reason) where the pip tritonserver is not installed."""
     from mlsharp.triton import paths

@@ -9,16 +9,8 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as pb
 
 from export.repository import TEMPLATES, write_repository
-from mlsharp.triton.models import RepositoryOptions
 from mlsharp.triton.repository import RepositoryOptionsError, load_options
-
-
-def _options(target: str, **overrides: object) -> RepositoryOptions:
-    values = {
-        "preset": "test", "working_size_px": 512, "num_gaussians": 131_072,
-        "model_id": "random-test-seed0", "random_weights": True, "target": target,
-    } | overrides  # fmt: skip
-    return RepositoryOptions(**values)
+from tests.conftest import repository_options as _options
 
 
 @pytest.fixture

@@ -12,7 +12,8 @@ from tritonclient.grpc import model_config_pb2 as pb
 from mlsharp.triton.repository import load_options
 from mlsharp.tuning.apply import TUNING_FILE, apply_winner, tuned_fields, with_fields
 from mlsharp.tuning.space import TuneError
-from tests.tuning.tune_helpers import options, snapshot, stub_repository
+from tests.conftest import repository_options as options
+from tests.tuning.tune_helpers import snapshot, stub_repository
 
 
 def _parsed(repo: Path, name: str) -> pb.ModelConfig:

@@ -6,7 +6,7 @@ import pytest
 
 from mlsharp.tuning.objective import BoundNotMetError, Objective, Point, select
 from mlsharp.tuning.space import Candidate, TuneError
-from tests.tuning.tune_helpers import options
+from tests.conftest import repository_options as options
 
 CANDIDATES = {
     1: Candidate(1, options(max_batch_size=1, sharp_instances=1, max_queue_delay_us=0), (1, 2)),

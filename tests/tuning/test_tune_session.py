@@ -30,7 +30,8 @@ from mlsharp.tuning.objective import BoundNotMetError, Objective
 from mlsharp.tuning.session import tune
 from mlsharp.tuning.space import expand, space_from_lists
 from mlsharp.tuning.sweep import SweepAbortedError, SweepSettings
-from tests.tuning.tune_helpers import options, snapshot, stub_repository
+from tests.conftest import repository_options as options
+from tests.tuning.tune_helpers import snapshot, stub_repository
 
 T0 = datetime(2026, 11, 28, 8, 0, tzinfo=UTC)
 

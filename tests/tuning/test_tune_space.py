@@ -18,7 +18,8 @@ from mlsharp.tuning.space import (
     resolve_preferred,
     space_from_lists,
 )
-from tests.tuning.tune_helpers import options, stub_repository
+from tests.conftest import repository_options as options
+from tests.tuning.tune_helpers import stub_repository
 
 
 def test_the_product_is_expanded_in_order_with_derived_concurrency() -> None:

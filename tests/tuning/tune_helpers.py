@@ -1,4 +1,5 @@
-"""Shared pieces of the tuner tests: test-preset options and a repository with stand-in model files."""
+"""Shared pieces of the tuner tests: a repository with stand-in model files (test-preset options:
+``tests.conftest.repository_options``)."""
 
 from __future__ import annotations
 
@@ -6,15 +7,6 @@ from pathlib import Path
 
 from export.repository import write_repository
 from mlsharp.triton.models import RepositoryOptions
-
-
-def options(target: str = "cpu", **overrides: object) -> RepositoryOptions:
-    """The `test` preset's options, as the exporter would record them."""
-    values = {
-        "preset": "test", "working_size_px": 512, "num_gaussians": 131_072,
-        "model_id": "random-test-seed0", "random_weights": True, "target": target,
-    } | overrides  # fmt: skip
-    return RepositoryOptions(**values)
 
 
 def stub_repository(root: Path, opts: RepositoryOptions, *, fp16: bool = False) -> Path:
