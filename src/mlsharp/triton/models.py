@@ -163,6 +163,11 @@ def served_model_id(weights_model_id: str, precision: str) -> str:
     return f"{weights_model_id}+int8" if precision == "int8" else weights_model_id
 
 
+def fp16_filename(onnx_filename: str) -> str:
+    """``model.onnx`` -> ``model.fp16.onnx``: the converted graph the CUDA provider loads."""
+    return onnx_filename.replace(".onnx", ".fp16.onnx")
+
+
 def int8_filename(onnx_filename: str) -> str:
     """``model.onnx`` -> ``model.int8.onnx``: the quantized copy lives beside the fp32 graph."""
     return onnx_filename.replace(".onnx", ".int8.onnx")
@@ -193,7 +198,7 @@ def sharp_config(opts: RepositoryOptions) -> ModelConfig:
             platform="onnxruntime_onnx",
             instance_groups=(InstanceGroup(InstanceKind.GPU, opts.sharp_instances),),
             optimization=_gpu_optimization(opts),
-            default_model_filename=opts.onnx_filename.replace(".onnx", ".fp16.onnx") if fp16_file else None,
+            default_model_filename=fp16_filename(opts.onnx_filename) if fp16_file else None,
             **common,
         )
     params = opts.common_parameters() | {

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mlsharp.errors import MLSharpError
-from mlsharp.triton.models import SHARP, RepositoryOptions, all_configs
+from mlsharp.triton.models import SHARP, RepositoryOptions, all_configs, fp16_filename
 
 #: the RepositoryOptions fields a tuning result sets (everything else stays as exported)
 TUNED_FIELDS = (
@@ -169,7 +169,7 @@ def check_precisions(base: RepositoryOptions, space: SearchSpace, repository: Pa
             f"--precision fp16 needs a GPU repository; {repository} targets {base.target} (its CPU runner "
             "runs fp32 only). Drop fp16 or export with --target gpu --precision fp32,fp16."
         )
-    fp16_file = repository / SHARP / "1" / base.onnx_filename.replace(".onnx", ".fp16.onnx")
+    fp16_file = repository / SHARP / "1" / fp16_filename(base.onnx_filename)
     if base.gpu_accelerator == "cuda" and not fp16_file.is_file():
         raise TuneError(
             f"--precision fp16 with the CUDA provider loads {fp16_file}, which this repository lacks; "
