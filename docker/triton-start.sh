@@ -17,7 +17,11 @@ echo "triton-start: serving $REPO, exported as: $(tr -d '\n' < "$MARKER")"
 # shellcheck disable=SC2054
 args=(
   --model-repository="$REPO"
-  --http-port=8000 --grpc-port=8001 --metrics-port=8002
+  --http-port="${TRITON_HTTP_PORT:-8000}" --grpc-port="${TRITON_GRPC_PORT:-8001}"
+  --metrics-port="${TRITON_METRICS_PORT:-8002}"
+  # 0.0.0.0 inside a container network; 127.0.0.1 with host networking (our CI).
+  --http-address="${TRITON_BIND_ADDRESS:-0.0.0.0}" --grpc-address="${TRITON_BIND_ADDRESS:-0.0.0.0}"
+  --metrics-address="${TRITON_BIND_ADDRESS:-0.0.0.0}"
   --exit-timeout-secs="${TRITON_EXIT_TIMEOUT_S:-30}"
   --log-verbose="${TRITON_LOG_VERBOSE:-0}"
   --pinned-memory-pool-byte-size="${TRITON_PINNED_MEMORY_BYTES:-268435456}"

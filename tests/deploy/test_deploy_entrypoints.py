@@ -6,13 +6,16 @@ Runs docker/export-entrypoint.sh and docker/triton-start.sh with bash on this ma
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 import stat
 import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPORT = ROOT / "docker" / "export-entrypoint.sh"
@@ -28,6 +31,7 @@ if [ "$1" = "-c" ]; then
   ckpt="$TORCH_HOME/hub/checkpoints/sharp_2572gikvuh.pt"
   case "$2" in
     *download_checkpoint\(*) mkdir -p "$(dirname "$ckpt")"; printf 'weights' > "$ckpt" ;;
+    *importlib.metadata*) echo "${FAKE_VERSION:-0.1.0}" ;;
     *) echo "$ckpt" ;;
   esac
   exit 0
@@ -91,7 +95,8 @@ def test_export_writes_repository_then_marker_and_skips_a_repeat(env: dict[str, 
     assert sorted(p.name for p in repo.iterdir()) == ["mlsharp", "postprocess", "preprocess", "sharp"]
     marker = json.loads((models / "export-complete.json").read_text())
     assert marker["preset"] == "full" and marker["target"] == "gpu" and marker["precision"] == "fp16"
-    assert marker["checkpoint"] == "official-download"
+    assert marker["weights"] == "sha256:" + hashlib.sha256(b"weights").hexdigest()
+    assert marker["mlsharp"] == "0.1.0" and "mlsharp=0.1.0" in marker["key"]
     assert not list(models.glob(".staging-*"))
     assert (models / "export_manifest.json").is_file()
     downloaded = Path(env["TORCH_HOME"]) / "hub/checkpoints/sharp_2572gikvuh.pt"
@@ -122,7 +127,57 @@ def test_export_uses_a_mounted_checkpoint_and_changed_settings_redo_it(env: dict
     last = Path(env["FAKE_LOG"]).read_text().splitlines()[-1]
     assert f"--checkpoint {ckpt}" in last and "--precision fp32" in last
     marker = json.loads((Path(env["MLSHARP_MODELS_ROOT"]) / "export-complete.json").read_text())
-    assert marker["checkpoint"] == "file:sharp_2572gikvuh.pt:1234" and marker["precision"] == "fp32"
+    assert marker["weights"] == "sha256:" + hashlib.sha256(b"\0" * 1234).hexdigest()
+    assert marker["precision"] == "fp32"
+
+
+def test_an_upgraded_package_or_other_weights_export_again(env: dict[str, str]) -> None:
+    """The marker holds the mlsharp version and the weights' sha256: new stage code or a replaced
+    checkpoint file of the same size never serves the old repository."""
+    assert run(EXPORT, env).returncode == 0
+    upgraded = run(EXPORT, env, FAKE_VERSION="0.2.0")
+    assert upgraded.returncode == 0 and "nothing to do" not in upgraded.stdout
+    assert (Path(env["MLSHARP_MODELS_ROOT"]) / "repository/sharp/1/model.onnx").read_text().strip() == "run 2"
+    ckpt = Path(env["MLSHARP_CHECKPOINT"])
+    ckpt.parent.mkdir()
+    ckpt.write_bytes(b"a" * 100)
+    assert run(EXPORT, env, FAKE_VERSION="0.2.0").returncode == 0
+    ckpt.write_bytes(b"b" * 100)  # same name and size, other weights
+    again = run(EXPORT, env, FAKE_VERSION="0.2.0")
+    assert again.returncode == 0 and "nothing to do" not in again.stdout
+
+
+def test_the_repository_may_not_be_the_volume_root(env: dict[str, str]) -> None:
+    """The image's environment once set MLSHARP_MODEL_REPOSITORY=/models, the volume root itself:
+    the swap then renamed the volume away and the export failed after all its work."""
+    models = Path(env["MLSHARP_MODELS_ROOT"])
+    for repository in (str(models), str(models) + "/", str(models.parent), "/elsewhere/repository"):
+        res = run(EXPORT, env, MLSHARP_MODEL_REPOSITORY=repository)
+        assert res.returncode == 2, (repository, res.stdout, res.stderr)
+        assert "must be a folder inside the models volume" in res.stderr
+    assert not Path(env["FAKE_LOG"]).exists()  # refused before any work
+    assert models.is_dir() and not list(models.iterdir())
+
+
+def test_random_weights_export_needs_no_checkpoint(env: dict[str, str]) -> None:
+    res = run(
+        EXPORT,
+        env,
+        MLSHARP_EXPORT_RANDOM_WEIGHTS="1",
+        MLSHARP_EXPORT_SEED="3",
+        MLSHARP_EXPORT_PRESET="test",
+        MLSHARP_EXPORT_TARGET="cpu",
+        MLSHARP_EXPORT_PRECISION="fp32",
+    )
+    assert res.returncode == 0, res.stderr
+    calls = [c for c in Path(env["FAKE_LOG"]).read_text().splitlines() if c.startswith("-m export")]
+    assert calls[0].startswith(
+        "-m export --preset test --target cpu --precision fp32 --formats onnx "
+        "--random-weights --seed 3 --out "
+    )
+    assert "--checkpoint" not in calls[0] and not (Path(env["TORCH_HOME"]) / "hub").exists()
+    marker = json.loads((Path(env["MLSHARP_MODELS_ROOT"]) / "export-complete.json").read_text())
+    assert marker["weights"] == "random-seed-3"
 
 
 def test_failed_export_keeps_the_served_repository(env: dict[str, str]) -> None:
@@ -164,6 +219,66 @@ def test_triton_start_flags(env: dict[str, str]) -> None:
     args = Path(env["FAKE_LOG"]).read_text().splitlines()
     assert f"--model-repository={models / 'repository'}" in args
     assert {"--http-port=8000", "--grpc-port=8001", "--metrics-port=8002"} <= set(args)
+    assert {"--http-address=0.0.0.0", "--grpc-address=0.0.0.0", "--metrics-address=0.0.0.0"} <= set(args)
     assert "--backend-config=python,shm-default-byte-size=33554432" in args
     assert "--backend-config=python,shm-growth-byte-size=16777216" in args
     assert args[-2:] == ["--log-info=false", "--model-control-mode=none"]
+
+
+def test_triton_start_ports_and_address_for_host_networking(env: dict[str, str]) -> None:
+    models = Path(env["MLSHARP_MODELS_ROOT"])
+    assert run(EXPORT, env).returncode == 0
+    res = run(
+        START,
+        env,
+        MLSHARP_MODEL_REPOSITORY=str(models / "repository"),
+        MLSHARP_EXPORT_MARKER=str(models / "export-complete.json"),
+        TRITON_BIND_ADDRESS="127.0.0.1",
+        TRITON_HTTP_PORT="18000",
+        TRITON_GRPC_PORT="18001",
+        TRITON_METRICS_PORT="18002",
+    )
+    assert res.returncode == 0, res.stderr
+    args = set(Path(env["FAKE_LOG"]).read_text().splitlines())
+    assert {"--http-port=18000", "--grpc-port=18001", "--metrics-port=18002"} <= args
+    assert {"--http-address=127.0.0.1", "--grpc-address=127.0.0.1", "--metrics-address=127.0.0.1"} <= args
+
+
+def _init_wait_command(models: Path) -> str:
+    """The Triton pod's wait-for-export command as kustomize renders it, on a local folder."""
+    rendered = subprocess.run(
+        ["kubectl", "kustomize", str(ROOT / "deploy/k8s/base")],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    for doc in yaml.safe_load_all(rendered):
+        if doc and doc["kind"] == "Deployment" and doc["metadata"]["name"] == "mlsharp-triton":
+            (init,) = doc["spec"]["template"]["spec"]["initContainers"]
+            return init["command"][-1].replace("/models", str(models))
+    raise AssertionError("no mlsharp-triton Deployment rendered")
+
+
+def test_the_init_container_gives_up_with_a_message(env: dict[str, str]) -> None:
+    if shutil.which("kubectl") is None:
+        pytest.fail("kubectl is needed to render deploy/k8s (kubectl kustomize)")
+    models = Path(env["MLSHARP_MODELS_ROOT"])
+    command = _init_wait_command(models)
+    waited = subprocess.run(
+        ["bash", "-c", command],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**env, "MLSHARP_EXPORT_WAIT_S": "0"},
+    )
+    assert waited.returncode == 1 and "no finished export" in waited.stderr
+    assert run(EXPORT, env).returncode == 0
+    ready = subprocess.run(
+        ["bash", "-c", command],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**env, "MLSHARP_EXPORT_WAIT_S": "0"},
+    )
+    assert ready.returncode == 0 and '"key": ' in ready.stdout

@@ -114,3 +114,30 @@ def covariances(ply_vertex: Any) -> np.ndarray:
         axis=1,
     )
     return rot @ (scales[:, :, None] ** 2 * np.swapaxes(rot, 1, 2))
+
+
+def assert_ply_matches_eager(served_ply: bytes, eager_ply: bytes) -> None:
+    """A served PLY against eager PyTorch's for the same photo and weights. The only difference is
+    ONNX Runtime's float32 order (export check: raw outputs within 1e-3 of their range).
+    Unprojection is linear in the means and quadratic in the scales, so: xyz within 1e-3 of
+    max|xyz|, covariances within 2e-3 of max|cov|, colours and opacities (bounded in [0, 1]) within
+    1e-3; the header, camera elements and comments exactly equal."""
+    header_end = b"end_header\n"
+    assert served_ply[: served_ply.index(header_end)] == eager_ply[: eager_ply.index(header_end)]
+    served, ref = read_ply(served_ply), read_ply(eager_ply)
+    got_v, ref_v = served["vertex"].data, ref["vertex"].data
+    assert got_v.dtype == ref_v.dtype and len(got_v) == len(ref_v)
+    xyz = np.stack([got_v[c] for c in "xyz"], 1).astype(np.float64)
+    xyz_ref = np.stack([ref_v[c] for c in "xyz"], 1).astype(np.float64)
+    assert np.abs(xyz - xyz_ref).max() <= 1e-3 * np.abs(xyz_ref).max()
+    cov, cov_ref = covariances(got_v), covariances(ref_v)
+    assert np.abs(cov - cov_ref).max() <= 2e-3 * np.abs(cov_ref).max()
+    for name in ("f_dc_0", "f_dc_1", "f_dc_2"):
+        assert np.abs(got_v[name].astype(np.float64) - ref_v[name]).max() <= 1e-3
+    alpha = 1.0 / (1.0 + np.exp(-got_v["opacity"].astype(np.float64)))
+    alpha_ref = 1.0 / (1.0 + np.exp(-ref_v["opacity"].astype(np.float64)))
+    assert np.abs(alpha - alpha_ref).max() <= 1e-3
+    for element in ("extrinsic", "intrinsic", "image_size", "frame", "color_space", "version"):
+        for prop in served[element].data.dtype.names:
+            np.testing.assert_array_equal(served[element].data[prop], ref[element].data[prop])
+    assert list(served.comments) == list(ref.comments)  # random-weights stamp included

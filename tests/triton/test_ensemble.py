@@ -72,24 +72,7 @@ def test_served_ply_matches_eager_pytorch_within_the_export_tolerance(
     the scales, so: xyz within 1e-3 of max|xyz|, covariances within 2e-3 of max|cov|, colours and
     opacities (bounded in [0, 1]) within 1e-3; camera metadata elements exactly equal."""
     eager = support.pipeline(triton_weights.preset, triton_weights.seed).predict(_decode(photo), ("ply",))
-    served = support.read_ply(support.infer_grpc(client, [photo], "ply")[0][0])
-    ref = support.read_ply(eager.encoded["ply"])
-    got_v, ref_v = served["vertex"].data, ref["vertex"].data
-    assert got_v.dtype == ref_v.dtype and len(got_v) == len(ref_v) == 131_072
-    xyz = np.stack([got_v[c] for c in "xyz"], 1).astype(np.float64)
-    xyz_ref = np.stack([ref_v[c] for c in "xyz"], 1).astype(np.float64)
-    assert np.abs(xyz - xyz_ref).max() <= 1e-3 * np.abs(xyz_ref).max()
-    cov, cov_ref = support.covariances(got_v), support.covariances(ref_v)
-    assert np.abs(cov - cov_ref).max() <= 2e-3 * np.abs(cov_ref).max()
-    for name in ("f_dc_0", "f_dc_1", "f_dc_2"):
-        assert np.abs(got_v[name].astype(np.float64) - ref_v[name]).max() <= 1e-3
-    alpha = 1.0 / (1.0 + np.exp(-got_v["opacity"].astype(np.float64)))
-    alpha_ref = 1.0 / (1.0 + np.exp(-ref_v["opacity"].astype(np.float64)))
-    assert np.abs(alpha - alpha_ref).max() <= 1e-3
-    for element in ("extrinsic", "intrinsic", "image_size", "frame", "color_space", "version"):
-        for prop in served[element].data.dtype.names:
-            np.testing.assert_array_equal(served[element].data[prop], ref[element].data[prop])
-    assert [c for c in served.comments] == [c for c in ref.comments]  # random-weights stamp included
+    support.assert_ply_matches_eager(support.infer_grpc(client, [photo], "ply")[0][0], eager.encoded["ply"])
 
 
 def test_every_format_round_trips(client, photo: bytes) -> None:
