@@ -80,6 +80,7 @@ class Phases:
     """Wall-clock seconds per phase, printed at the end of the run."""
 
     seconds: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # what the tests observed, one line each
 
     def run(self, name: str):
         phases = self
@@ -96,7 +97,8 @@ class Phases:
     def lines(self) -> list[str]:
         total = sum(self.seconds.values())
         rows = [f"  {name:<34} {value:7.1f} s" for name, value in self.seconds.items()]
-        return ["compose stage, seconds per phase:", *rows, f"  {'total':<34} {total:7.1f} s"]
+        notes = [f"  {note}" for note in self.notes]
+        return ["compose stage, seconds per phase:", *rows, f"  {'total':<34} {total:7.1f} s", *notes]
 
 
 #: what tests/deploy/conftest.py prints at the end of the run (set by the compose tests' fixture)

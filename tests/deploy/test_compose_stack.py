@@ -160,6 +160,8 @@ def test_triton_restart_gives_503_with_retry_after_then_recovers(stack) -> None:
         time.sleep(0.5)
     thread.join(120)
     restart.join(120)
+    counts = {status: sum(1 for s, _ in answers if s == status) for status, _ in answers}
+    stack.phases.notes.append(f"triton restart: answers by status {counts} (in flight + polling)")
     assert all(status in (200, 503) for status, _ in answers), answers
     assert all(retry is not None and int(retry) > 0 for status, retry in answers if status == 503), answers
     assert saw_503 and recovered, answers
