@@ -58,6 +58,11 @@ class Settings(BaseSettings):
     port: int = Field(default=8080, ge=1, le=65535)
     root_path: str = ""
     public_base_url: str | None = None
+    #: on SIGTERM: stop accepting, then finish what is in flight for up to this long (a request
+    #: waits on Triton for up to triton_timeout_s; orchestrators allow this plus a margin)
+    shutdown_grace_s: float = Field(default=30.0, ge=0)
+    #: proxies whose X-Forwarded-For/-Proto are believed (client address, https links); "*" = any
+    forwarded_allow_ips: str = "127.0.0.1"
 
     # inference backend
     backend: Literal["local", "triton"] = "local"

@@ -309,8 +309,8 @@ def check_compose_shape(tools: Tools) -> str:
     if env.get("MLSHARP_REDIS_URL", "").split("/")[2:3] != ["redis:6379"]:
         errors.append("gateway: MLSHARP_REDIS_URL does not point at redis:6379")
     cmd = s["redis"].get("command", [])
-    if "--appendonly" not in cmd or cmd[cmd.index("--appendonly") + 1] != "yes":
-        errors.append("redis: appendonly persistence is off")
+    if "--appendonly" not in cmd or cmd[cmd.index("--appendonly") + 1] != "no":
+        errors.append("redis: the cache must run without AOF persistence (--appendonly no)")
     if not any(v.get("target") == "/data" for v in s["redis"].get("volumes", [])):
         errors.append("redis: no data volume")
     return require(

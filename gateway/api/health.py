@@ -1,4 +1,4 @@
-"""GET /v1/health, /v1/ready and /v1/stats: liveness, readiness, queue/cache/GPU figures."""
+"""GET /v1/live, /v1/health, /v1/ready and /v1/stats: liveness, status, readiness, queue/cache/GPU figures."""
 
 from __future__ import annotations
 
@@ -16,6 +16,13 @@ router = APIRouter(prefix="/v1", tags=["health"])
 def not_ready_reason(backend: InferenceBackend) -> str:
     """The load error where the backend knows one (e.g. no checkpoint), else a generic reason."""
     return getattr(backend, "load_error", None) or f"the {backend.name} backend is not ready"
+
+
+@router.get("/live", response_model=StatusMessage)
+async def live() -> StatusMessage:
+    """Liveness probe: answered by this process alone, never waiting on Triton or storage, so a
+    slow Triton does not get every gateway restarted (that is what readiness is for)."""
+    return StatusMessage(status="success", message="alive")
 
 
 @router.get("/health", response_model=HealthResponse)

@@ -167,6 +167,48 @@ def test_triton_restart_gives_503_with_retry_after_then_recovers(stack) -> None:
     assert saw_503 and recovered, answers
 
 
+def _predict_during(stack, action: list[str], seed0: int, count: int = 4) -> tuple[list, float]:
+    """``count`` concurrent predictions of new photos, ``compose <action>`` 0.15 s after they start;
+    returns (status, Retry-After, finished-at) per request and when the action began."""
+    answers: list[tuple[int, str | None, float]] = []
+
+    def one(seed: int) -> None:
+        response = predict(stack, photo_like_jpeg(480, 360, seed=seed))
+        answers.append((response.status_code, response.headers.get("retry-after"), time.monotonic()))
+
+    threads = [threading.Thread(target=one, args=(seed0 + n,)) for n in range(count)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.15)  # every upload accepted, none answered yet
+    began = time.monotonic()
+    stack.compose(*action, log="compose.log")
+    for thread in threads:
+        thread.join(180)
+    return answers, began
+
+
+def test_stopping_the_gateway_finishes_what_it_accepted(stack) -> None:
+    """`docker compose stop gateway` during requests: the gateway takes no new work but answers
+    every request it accepted (uvicorn's graceful shutdown, MLSHARP_SHUTDOWN_GRACE_S)."""
+    answers, began = _predict_during(stack, ["stop", "gateway"], seed0=500, count=6)
+    stack.phases.notes.append(f"gateway stop: {[a[0] for a in answers]}")
+    assert [status for status, _, _ in answers] == [200] * 6, answers
+    assert any(finished > began for _, _, finished in answers), "no request was in flight at the stop"
+    stack.up("compose start after the graceful stops")
+
+
+def test_stopping_triton_drains_its_requests_and_refuses_the_rest_with_503(stack) -> None:
+    """`docker compose stop triton` during requests: what Triton accepted completes (exit timeout),
+    what it no longer accepts comes back as 503 with Retry-After, never a lost request."""
+    answers, began = _predict_during(stack, ["stop", "triton"], seed0=600)
+    stack.phases.notes.append(f"triton stop: {[a[0] for a in answers]}")
+    assert all(status in (200, 503) for status, _, _ in answers), answers
+    assert all(retry and int(retry) > 0 for status, retry, _ in answers if status == 503), answers
+    assert any(status == 200 and finished > began for status, _, finished in answers), answers
+    stack.up("compose start after the graceful stops")
+    assert predict(stack, photo_like_jpeg(320, 240, seed=700)).status_code == 200
+
+
 def test_down_then_up_keeps_the_export_and_the_results(stack) -> None:
     url, content = stack.first_result
     stack.down()

@@ -113,6 +113,14 @@ BREAKAGES = [
     pytest.param(
         "compose",
         "docker-compose.yml",
+        '- --appendonly\n      - "no"',
+        '- --appendonly\n      - "yes"',
+        "without AOF persistence",
+        id="redis-cache-persisted",
+    ),
+    pytest.param(
+        "compose",
+        "docker-compose.yml",
         "condition: service_completed_successfully",
         "condition: service_started",
         "export to complete",

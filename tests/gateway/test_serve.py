@@ -54,3 +54,18 @@ def test_serve_without_a_checkpoint_answers_and_says_why(tmp_path: Path) -> None
     assert process.returncode in (0, -15)  # uvicorn re-raises SIGTERM after a graceful shutdown
     log = (tmp_path / "g.log").read_text()
     assert '"msg": "gateway started"' in log and '"msg": "gateway stopped"' in log
+
+
+def test_serve_hands_the_shutdown_grace_and_trusted_proxies_to_uvicorn(monkeypatch) -> None:
+    """A rollout's SIGTERM must not cut requests that wait on Triton: the grace is a setting that
+    the deployment sizes (it was a fixed 10 s against a 600 s Triton timeout)."""
+    import uvicorn
+
+    from gateway.__main__ import serve
+    from gateway.settings import load_settings
+
+    seen: dict = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: seen.update(kwargs))
+    serve(load_settings(None, {"shutdown_grace_s": 75, "forwarded_allow_ips": "192.0.2.0/24"}))
+    assert seen["timeout_graceful_shutdown"] == 75
+    assert seen["forwarded_allow_ips"] == "192.0.2.0/24" and seen["proxy_headers"] is True
