@@ -30,7 +30,9 @@ def test_liveness_never_waits_on_the_backend(make_settings: Callable[..., Settin
         assert live.status_code == 200 and live.json() == {"status": "success", "message": "alive"}
 
 
-def test_readiness_follows_the_backend(make_settings: Callable[..., Settings], fake_backend: FakeBackend) -> None:
+def test_readiness_follows_the_backend(
+    make_settings: Callable[..., Settings], fake_backend: FakeBackend
+) -> None:
     app = create_app(make_settings(), backend=fake_backend)
     with TestClient(app, raise_server_exceptions=False) as client:
         assert client.get("/v1/ready").status_code == 200
