@@ -8,7 +8,9 @@ Two answers, both printed:
      in front of the Triton replicas (one request at a time per GPU, service time with a given
      coefficient of variation); the gateway's admission limit (429 when the queue is full); and a
      HorizontalPodAutoscaler that reads a lagged metric (queue time per request, like
-     deploy/k8s/base/triton-hpa.yaml, or GPU busy fraction), applies its tolerance, scale-up
+     deploy/k8s/base/triton-hpa.yaml; the backlog, requests waiting per replica, which is seen
+     while it builds rather than once the waiting requests are served; or GPU busy fraction),
+     applies its tolerance, scale-up
      policy, scale-down stabilisation and policy, and whose new pods become ready only after a
      start-up time. With --search it also finds the smallest warm pool (minReplicas) that meets
      the targets.
@@ -71,8 +73,10 @@ class Config:
     warmup_s: float = 600.0
     seed: int = 0
     # HPA
-    hpa_metric: str = "queue"  # queue | utilization
-    hpa_target: float = 1.0  # seconds of queue time per request, or busy fraction
+    hpa_metric: str = "queue"  # queue | backlog | utilization
+    # queue: seconds of queue time per request; backlog: requests waiting per replica (AverageValue
+    # of an External metric); utilization: busy fraction
+    hpa_target: float = 1.0
     hpa_period_s: float = 15.0
     hpa_tolerance: float = 0.1
     metric_window_s: float = 60.0
@@ -105,6 +109,11 @@ class Result:
     peak_replicas: int = 0
     gpu_hours: float = 0.0
     scale_events: int = 0
+    # bursts counted, and the mean seconds from a burst's start to the first scale-up decision
+    # in it or within one burst length after it, over the bursts that had one
+    bursts: int = 0
+    bursts_scaled_up: int = 0
+    scale_up_after_burst_s: float = math.inf
     meets_targets: bool = False
     timeline: list[dict] = field(default_factory=list)
 
@@ -224,6 +233,9 @@ def simulate(cfg: Config, keep_timeline: bool = False) -> Result:
     # (time a request started service, its queue wait) for the HPA's queue-time metric
     started: list[tuple[float, float]] = []
     busy_log: list[tuple[float, float]] = []  # (time, cumulative busy seconds of all replicas)
+    # (time, requests waiting) at each HPA period: the gauge Prometheus would scrape
+    waiting_log: list[tuple[float, int]] = []
+    scale_ups: list[float] = []
     busy_done = 0.0
     recommendations: list[tuple[float, int]] = []
     last_up = last_down = -math.inf
@@ -309,7 +321,14 @@ def simulate(cfg: Config, keep_timeline: bool = False) -> Result:
             ready = [r for r in replicas if r.ready_at <= seen and not r.draining]
             if not ready:
                 continue
-            if cfg.hpa_metric == "queue":
+            waiting_log.append((now, len(queue) - qhead))
+            if cfg.hpa_metric == "backlog":
+                # An External metric with an AverageValue target: the HPA divides the total by the
+                # replicas it asked for, starting ones included.
+                samples = [n for (ts, n) in waiting_log if lo <= ts <= seen]
+                waiting = sum(samples) / len(samples) if samples else 0.0
+                value = waiting / max(1, n_spec())
+            elif cfg.hpa_metric == "queue":
                 waits = [w for (ts, w) in started if lo <= ts < seen]
                 value = sum(waits) / len(waits) if waits else 0.0
             else:
@@ -333,6 +352,7 @@ def simulate(cfg: Config, keep_timeline: bool = False) -> Result:
                     push(r.ready_at, "ready", r)
                 last_up = now
                 res.scale_events += 1
+                scale_ups.append(now)
             elif desired < current:
                 stable = max(d for _, d in recommendations)
                 if stable < current and now - last_down >= cfg.scale_down_period_s:
@@ -351,6 +371,7 @@ def simulate(cfg: Config, keep_timeline: bool = False) -> Result:
                     res.scale_events += 1
             # keep memory bounded
             started[:] = [(ts, w) for ts, w in started if ts >= lo - cfg.metric_window_s]
+            waiting_log[:] = [(ts, n) for ts, n in waiting_log if ts >= lo - cfg.metric_window_s]
         res.peak_replicas = max(res.peak_replicas, n_spec())
 
     latencies.sort()
@@ -361,6 +382,14 @@ def simulate(cfg: Config, keep_timeline: bool = False) -> Result:
         return latencies[min(len(latencies) - 1, int(q * len(latencies)))]
 
     res.p50_s, res.p95_s, res.p99_s = pct(0.50), pct(0.95), pct(0.99)
+    counted = [(start, end) for start, end in bursts if cfg.warmup_s <= start and end < cfg.duration_s]
+    reactions = [
+        min(up - start for up in ups)
+        for start, end in counted
+        if (ups := [up for up in scale_ups if start <= up <= end + cfg.burst_duration_s])
+    ]
+    res.bursts, res.bursts_scaled_up = len(counted), len(reactions)
+    res.scale_up_after_burst_s = sum(reactions) / len(reactions) if reactions else math.inf
     res.mean_replicas = replica_seconds / max(last_t, 1e-9)
     res.gpu_hours = replica_seconds / 3600.0
     res.meets_targets = res.p95_s <= cfg.slo_p95_s and res.reject_fraction <= cfg.max_reject_fraction
@@ -399,7 +428,11 @@ def build_parser() -> argparse.ArgumentParser:
         ("burst_duration_s", "length of a burst"),
         ("duration_s", "simulated time"),
         ("warmup_s", "initial time left out of the statistics"),
-        ("hpa_target", "HPA target: queue seconds per request (queue) or busy fraction (utilization)"),
+        (
+            "hpa_target",
+            "HPA target: waiting requests per replica (backlog), queue seconds per request (queue) "
+            "or busy fraction (utilization)",
+        ),
         ("hpa_period_s", "HPA sync period"),
         ("hpa_tolerance", "HPA tolerance around the target"),
         ("metric_window_s", "rate window of the metric"),
@@ -431,7 +464,7 @@ def build_parser() -> argparse.ArgumentParser:
             default=default,
             help=f"{help_text} [{default}]",
         )
-    ap.add_argument("--hpa-metric", choices=["queue", "utilization"], default="queue")
+    ap.add_argument("--hpa-metric", choices=["queue", "backlog", "utilization"], default="queue")
     ap.add_argument(
         "--search", action="store_true", help="find the smallest maxReplicas that meets the targets"
     )
@@ -502,6 +535,10 @@ def main(argv: list[str] | None = None) -> int:
         f"  {res.arrivals} requests, {res.served} served, {res.rejected} rejected "
         f"({100 * res.reject_fraction:.2f} %); latency p50 {res.p50_s:.2f} s, p95 {res.p95_s:.2f} s, "
         f"p99 {res.p99_s:.2f} s"
+    )
+    print(
+        f"  bursts: {res.bursts}, {res.bursts_scaled_up} with a scale-up, the first one "
+        f"{res.scale_up_after_burst_s:.0f} s after the burst began on average"
     )
     verdict = "MET" if res.meets_targets else "MISSED"
     print(
