@@ -698,11 +698,20 @@ def promtool(tools: Tools) -> str:
 def check_promtool_config(tools: Tools) -> str:
     exe = promtool(tools)
     errors = []
-    for args in (["check", "config", "--syntax-only", str(PROM_CONFIG)], ["check", "rules", str(PROM_RULES)]):
+    rule_tests = sorted(str(t) for t in (PROM_CONFIG.parent / "tests").glob("*.yml"))
+    for args in (
+        ["check", "config", "--syntax-only", str(PROM_CONFIG)],
+        ["check", "rules", str(PROM_RULES)],
+        ["test", "rules", *rule_tests],
+    ):
         res = run([exe, *args])
         if res.returncode != 0:
             errors += (res.stdout + res.stderr).strip().splitlines()
-    return require(errors, "prometheus.yml and recording rules pass promtool")
+    if not rule_tests:
+        errors.append("no recording-rule unit tests in deploy/prometheus/tests/")
+    return require(
+        errors, f"prometheus.yml and recording rules pass promtool; {len(rule_tests)} rule test file(s) pass"
+    )
 
 
 def all_promql() -> list[tuple[str, str]]:

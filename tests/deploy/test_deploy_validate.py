@@ -111,6 +111,14 @@ BREAKAGES = [
         id="unpinned-image",
     ),
     pytest.param(
+        "monitoring",
+        "deploy/prometheus/rules/mlsharp.yml",
+        'nv_inference_pending_request_count{model=~"preprocess|sharp|postprocess"})',
+        "nv_inference_pending_request_count)",
+        "FAILED",
+        id="pending-rule-counts-the-ensemble",
+    ),
+    pytest.param(
         "compose",
         "docker-compose.yml",
         '- --appendonly\n      - "no"',
