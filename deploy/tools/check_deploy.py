@@ -647,13 +647,15 @@ def check_k8s_triton(tools: Tools) -> str:
             errors.append(f"{folder}: no Triton HPA")
         else:
             for m in hpa["spec"]["metrics"]:
-                if m["type"] != "Pods":
+                kind = {"Pods": "pods", "External": "external"}.get(m["type"])
+                if kind is None:
                     errors.append(
-                        f"{folder}: Triton HPA metric type {m['type']} (custom Pods metrics expected)"
+                        f"{folder}: Triton HPA metric type {m['type']} (Pods or External metrics expected)"
                     )
-                elif m["pods"]["metric"]["name"] not in adapter_metrics:
+                elif m[kind]["metric"]["name"] not in adapter_metrics[kind]:
                     errors.append(
-                        f"{folder}: HPA metric {m['pods']['metric']['name']} has no prometheus-adapter rule"
+                        f"{folder}: HPA metric {m[kind]['metric']['name']} has no prometheus-adapter "
+                        f"{'external ' if kind == 'external' else ''}rule"
                     )
         ghpa = objs.get(("HorizontalPodAutoscaler", "mlsharp-gateway"))
         if not ghpa or not any(
@@ -669,20 +671,29 @@ def check_k8s_triton(tools: Tools) -> str:
 
 
 def adapter_rules(doc: dict | list) -> list[dict]:
-    return doc if isinstance(doc, list) else doc["rules"]
+    """Every rule of an adapter config (custom and external) or of a plain rule list."""
+    return doc if isinstance(doc, list) else doc["rules"] + doc.get("externalRules", [])
 
 
-def adapter_metric_names() -> set[str]:
+def adapter_metric_names() -> dict[str, set[str]]:
+    """Metric names the adapter serves, by HPA metric kind (pods, external)."""
     cm = yaml.safe_load(ADAPTER_CONFIGMAP.read_text(encoding="utf-8"))
-    return {r["name"]["as"] for r in adapter_rules(yaml.safe_load(cm["data"]["config.yaml"]))}
+    config = yaml.safe_load(cm["data"]["config.yaml"])
+    return {
+        "pods": {r["name"]["as"] for r in config["rules"]},
+        "external": {r["name"]["as"] for r in config.get("externalRules", [])},
+    }
 
 
 def check_adapter_consistency(_tools: Tools) -> str:
     cm = yaml.safe_load(ADAPTER_CONFIGMAP.read_text(encoding="utf-8"))
-    from_cm = yaml.safe_load(cm["data"]["config.yaml"])["rules"]
-    from_values = yaml.safe_load(ADAPTER_VALUES.read_text(encoding="utf-8"))["rules"]["custom"]
-    errors = [] if from_cm == from_values else ["ConfigMap rules and Helm values rules differ"]
-    return require(errors, f"{len(from_cm)} rules, identical in ConfigMap and Helm values")
+    config = yaml.safe_load(cm["data"]["config.yaml"])
+    values = yaml.safe_load(ADAPTER_VALUES.read_text(encoding="utf-8"))["rules"]
+    errors = [] if config["rules"] == values["custom"] else ["ConfigMap rules and Helm values rules differ"]
+    if config.get("externalRules", []) != values.get("external", []):
+        errors.append("ConfigMap externalRules and Helm values external rules differ")
+    count = len(config["rules"]) + len(config.get("externalRules", []))
+    return require(errors, f"{count} rules, identical in ConfigMap and Helm values")
 
 
 # ------------------------------------------------------------------------------------ monitoring
@@ -723,7 +734,7 @@ def all_promql() -> list[tuple[str, str]]:
                 (f"dashboard '{p['title']}' {t['refId']}", t["expr"].replace("$__rate_interval", "1m"))
             )
     cm = yaml.safe_load(ADAPTER_CONFIGMAP.read_text(encoding="utf-8"))
-    for r in yaml.safe_load(cm["data"]["config.yaml"])["rules"]:
+    for r in adapter_rules(yaml.safe_load(cm["data"]["config.yaml"])):
         q = r["metricsQuery"].replace("<<.GroupBy>>", "namespace,pod")
         q = q.replace("<<.LabelMatchers>>", 'namespace="mlsharp",pod=~"mlsharp-triton-.*"')
         exprs.append((f"adapter rule {r['name']['as']}", q))

@@ -45,9 +45,20 @@ def test_deployment_files_validate(group: str) -> None:
 
 
 # ------------------------------------------------------------------ the checks catch real mistakes
-COPIED = ["docker-compose.yml", ".env.example", "docker", "deploy", "scripts/validate-deploy.sh"]
+COPIED = [
+    "docker-compose.yml", ".env.example", "docker", "deploy", "scripts/validate-deploy.sh",
+    "scripts/docker-engine.sh", "scripts/docker-bases.sh",
+]  # fmt: skip
 # Build contexts the Dockerfiles COPY from: empty stand-ins are enough for the existence checks.
-STAND_INS = ["pyproject.toml", "README.md", "src", "gateway", "export"]
+STAND_INS = [
+    "pyproject.toml",
+    "README.md",
+    "src",
+    "gateway",
+    "export",
+    "web/package.json",
+    "web/package-lock.json",
+]
 
 
 @pytest.fixture
@@ -58,10 +69,12 @@ def tree(tmp_path: Path) -> Path:
         src, dst = ROOT / rel, tmp_path / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
         if src.is_dir():
-            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__", "*.pt", "*.onnx*"))
+            skip = shutil.ignore_patterns("__pycache__", "*.pt", "*.onnx*", "*.whl")
+            shutil.copytree(src, dst, ignore=skip)
         else:
             shutil.copy2(src, dst)
     for rel in STAND_INS:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).mkdir(exist_ok=True) if "." not in rel else (tmp_path / rel).write_text("")
     return tmp_path
 
@@ -169,10 +182,18 @@ BREAKAGES = [
     pytest.param(
         "k8s",
         "deploy/k8s/base/triton-hpa.yaml",
-        "name: mlsharp_triton_queue_us_per_request",
+        "name: mlsharp_triton_pending_requests",
         "name: some_other_metric",
         "has no prometheus-adapter rule",
         id="hpa-metric-without-adapter-rule",
+    ),
+    pytest.param(
+        "k8s",
+        "deploy/k8s/base/triton-hpa.yaml",
+        "name: mlsharp_gateway_active_tasks",
+        "name: some_external_metric",
+        "has no prometheus-adapter external rule",
+        id="hpa-external-metric-without-adapter-rule",
     ),
     pytest.param(
         "k8s",
@@ -193,8 +214,8 @@ BREAKAGES = [
     pytest.param(
         "monitoring",
         "deploy/k8s/monitoring/prometheus-adapter-config.yaml",
-        "[2m])), 1e-9)",
-        "[2m]), 1e-9)",
+        "DCGM_FI_DEV_GPU_UTIL{<<.LabelMatchers>>}[2m]))",
+        "DCGM_FI_DEV_GPU_UTIL{<<.LabelMatchers>>}[2m])",
         "FAIL monitoring: every PromQL expression parses",
         id="broken-promql",
     ),
