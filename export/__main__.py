@@ -83,6 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-batch-size", type=int, help="Triton max_batch_size (default: 8 cpu small, 4 gpu)")
     p.add_argument("--max-queue-delay-us", type=int, default=20_000)
     p.add_argument(
+        "--max-queue-size",
+        type=int,
+        default=64,
+        help="requests `sharp` may hold waiting before Triton refuses more (0 = unbounded)",
+    )
+    p.add_argument(
         "--preferred-batch-sizes",
         type=_sizes,
         help="sharp's preferred batch sizes, e.g. 2,4 or none (default: 2, 4, 8, 16 up to the max)",
@@ -194,6 +200,7 @@ def run(args: argparse.Namespace) -> int:
         target=args.target,
         max_batch_size=args.max_batch_size or (4 if args.target == "gpu" or args.preset == "full" else 8),
         max_queue_delay_us=args.max_queue_delay_us,
+        max_queue_size=args.max_queue_size,
         preferred_batch_sizes=args.preferred_batch_sizes,
         preprocess_instances=args.preprocess_instances,
         postprocess_instances=args.postprocess_instances,

@@ -94,6 +94,17 @@ def test_sharp_outputs_are_the_five_raw_tensors_on_both_targets() -> None:
     assert [g.kind for g in cpu.instance_group] == [pb.ModelInstanceGroup.KIND_CPU]
 
 
+def test_sharp_queue_is_bounded_and_refuses_beyond_it() -> None:
+    """An unbounded queue let direct clients pile up requests without limit; beyond the bound
+    Triton refuses at once (REJECT is the policy's default timeout action)."""
+    sharp = _parsed(_options())["sharp"]
+    policy = sharp.dynamic_batching.default_queue_policy
+    assert policy.max_queue_size == 64
+    assert policy.timeout_action == pb.ModelQueuePolicy.REJECT
+    unbounded = _parsed(_options(max_queue_size=0))["sharp"]
+    assert not unbounded.dynamic_batching.HasField("default_queue_policy")
+
+
 def test_gpu_tensorrt_fp32_and_cuda_fp16_options() -> None:
     trt = _parsed(_options(target="gpu"))["sharp"]
     (accelerator,) = trt.optimization.execution_accelerators.gpu_execution_accelerator

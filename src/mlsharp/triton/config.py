@@ -56,6 +56,8 @@ class DynamicBatching:
     preferred_batch_sizes: tuple[int, ...] = ()
     max_queue_delay_us: int = 0
     preserve_ordering: bool = False
+    #: default_queue_policy.max_queue_size: requests beyond it are rejected (0 = unbounded)
+    max_queue_size: int = 0
 
 
 @dataclass(frozen=True)
@@ -253,6 +255,8 @@ def _model_lines(cfg: ModelConfig) -> Iterator[str]:
         body.append(f"max_queue_delay_microseconds: {int(batching.max_queue_delay_us)}")
         if batching.preserve_ordering:
             body.append("preserve_ordering: true")
+        if batching.max_queue_size:
+            body.append(f"default_queue_policy {{ max_queue_size: {int(batching.max_queue_size)} }}")
         yield from _block("dynamic_batching", body)
     for key, value in cfg.parameters.items():
         yield f"parameters {{ key: {_quote(key)} value: {{ string_value: {_quote(str(value))} }} }}"

@@ -56,6 +56,11 @@ class RepositoryOptions:
     target: Target = "cpu"
     max_batch_size: int = 4
     max_queue_delay_us: int = 20_000
+    #: requests `sharp` may hold waiting; beyond it Triton refuses at once ("Exceeds maximum queue
+    #: size", UNAVAILABLE) instead of queueing without bound, and the gateway answers 429 with
+    #: Retry-After. 64 is above what the gateways send (MLSHARP_MAX_IN_FLIGHT each: 4 x 6
+    #: replicas) and bounds what direct clients can pile up. 0 = unbounded (Triton's default).
+    max_queue_size: int = 64
     preprocess_instances: int = 2
     postprocess_instances: int = 2
     sharp_instances: int = 1
@@ -138,6 +143,7 @@ def _batching(opts: RepositoryOptions) -> DynamicBatching:
     return DynamicBatching(
         preferred_batch_sizes=opts.resolved_preferred_batch_sizes(),
         max_queue_delay_us=opts.max_queue_delay_us,
+        max_queue_size=opts.max_queue_size,
     )
 
 
