@@ -9,6 +9,7 @@ BuildKit (Debian's docker.io 20.10) builds the same Dockerfiles with the same ar
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -17,7 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import closing
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +32,7 @@ CI_OVERRIDE = ROOT / "docker" / "ci" / "compose.cpu.yml"
 WHEELS = ROOT / "docker" / "wheels"
 TORCH_WHEEL = "torch==2.13.0+cpu"
 PROJECT = "mlsharp-ci"
+LOCK_FILE = Path("/run/mlsharp-compose-stage.lock")
 CA_BUNDLE = Path(os.environ.get("MLSHARP_BUILD_CA", "/etc/ssl/certs/ca-certificates.crt"))
 
 PORT_NAMES = ("TRITON_HTTP", "TRITON_GRPC", "TRITON_METRICS", "GATEWAY", "REDIS", "PROMETHEUS")
@@ -241,10 +243,38 @@ class ComposeStack:
         return f"http://127.0.0.1:{self.ports[name]}{path}"
 
 
+@contextmanager
+def exclusive_engine(phases: Phases, wait_s: float = 1800.0) -> Iterator[None]:
+    """One compose stage at a time on this machine: runs share the engine, its images and the
+    project name, and the one that started the engine stops it at the end."""
+    with open(LOCK_FILE, "w") as lock:
+        with phases.run("waiting for another compose stage"):
+            deadline = time.monotonic() + wait_s
+            while True:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise AssertionError(
+                            f"another compose stage held {LOCK_FILE} for {wait_s:.0f} s"
+                        ) from None
+                    time.sleep(2)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def stack_lifecycle(workdir: Path) -> Iterator[ComposeStack]:
     """Engine, bases, images, ``up``; on exit: logs saved, ``down -v``, the engine stopped."""
     stack = ComposeStack(workdir)
     stack.write_env()
+    with exclusive_engine(stack.phases):
+        yield from _lifecycle(stack)
+
+
+def _lifecycle(stack: ComposeStack) -> Iterator[ComposeStack]:
     try:
         stack.start_engine()
         stack.build_bases()
