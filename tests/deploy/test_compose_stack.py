@@ -197,14 +197,17 @@ def test_stopping_the_gateway_finishes_what_it_accepted(stack) -> None:
     stack.up("compose start after the graceful stops")
 
 
-def test_stopping_triton_drains_its_requests_and_refuses_the_rest_with_503(stack) -> None:
-    """`docker compose stop triton` during requests: what Triton accepted completes (exit timeout),
-    what it no longer accepts comes back as 503 with Retry-After, never a lost request."""
-    answers, began = _predict_during(stack, ["stop", "triton"], seed0=600)
+def test_stopping_triton_mid_request_answers_503_with_retry_after(stack) -> None:
+    """`docker compose stop triton` during requests. Triton 2.51 drains a composing model's
+    in-flight work on SIGTERM but refuses the ensemble's next step ("Server is stopping, scheduler
+    for model has stopped accepting new inference", UNAVAILABLE; seen with a local tritonserver
+    too), so a request in flight fails: the gateway must answer it with a 503 and Retry-After
+    (the client's cue to retry), never a 500/502 or a dropped connection."""
+    answers, _ = _predict_during(stack, ["stop", "triton"], seed0=600)
     stack.phases.notes.append(f"triton stop: {[a[0] for a in answers]}")
+    assert len(answers) == 4, answers
     assert all(status in (200, 503) for status, _, _ in answers), answers
     assert all(retry and int(retry) > 0 for status, retry, _ in answers if status == 503), answers
-    assert any(status == 200 and finished > began for status, _, finished in answers), answers
     stack.up("compose start after the graceful stops")
     assert predict(stack, photo_like_jpeg(320, 240, seed=700)).status_code == 200
 
