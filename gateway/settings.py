@@ -124,6 +124,11 @@ class Settings(BaseSettings):
     webhook_max_attempts: int = Field(default=8, ge=1, le=100)
     webhook_backoff_s: float = Field(default=2.0, gt=0)
     webhook_backoff_max_s: float = Field(default=600.0, gt=0)
+    #: derives the per-hook signing secrets (none is stored); unset: a 0600 key file by the database
+    webhook_secret_key: SecretStr | None = Field(default=None, min_length=32)
+    #: deliveries in flight at once, in total and per owner (one slow receiver stalls only its owner)
+    webhook_concurrency: int = Field(default=32, ge=1, le=1024)
+    webhook_owner_concurrency: int = Field(default=2, ge=1, le=64)
 
     # logs and http
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
