@@ -98,6 +98,8 @@ class Settings(BaseSettings):
     sweep_interval_s: float = Field(default=300.0, gt=0)
     job_workers: int = Field(default=1, ge=1, le=64)
     job_max_queued: int = Field(default=100, ge=1)
+    #: with auth on, the fraction of job_max_queued one principal may hold (at least one job)
+    job_owner_share: float = Field(default=0.5, gt=0, le=1)
 
     # cache
     cache_enabled: bool = True

@@ -22,6 +22,7 @@ from gateway.logs import request_id_var
 from gateway.service.auth import Principal
 from gateway.service.db import Database
 from gateway.service.inputs import PredictParams
+from gateway.service.job_admission import insert_within_limits
 from gateway.service.predict import PredictService
 from gateway.service.storage import ResultStore
 from gateway.service.webhooks import WebhookService
@@ -123,7 +124,11 @@ class JobService:
             )
             for idx, (filename, stem, _) in enumerate(uploads)
         ]
-        await self.db.execute_many(statements)
+        try:
+            await insert_within_limits(self.db, self.settings, owner, statements)
+        except Overloaded:
+            await self.store.delete(job_id)  # lost the race for the last queue place
+            raise
         self._queue.put_nowait(job_id)
         log.info("job queued", extra={"job_id": job_id, "files": len(uploads), "formats": list(formats)})
         return job_id
