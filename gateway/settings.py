@@ -103,6 +103,8 @@ class Settings(BaseSettings):
 
     # cache
     cache_enabled: bool = True
+    #: with auth on, cache entries are per owner: a hit never tells you what another user uploaded
+    cache_per_owner: bool = True
     cache_max_bytes: int = Field(default=512 * 1024 * 1024, ge=0)
     cache_max_entries: int = Field(default=100, ge=1)
     cache_ttl_s: float = Field(default=24 * 3600.0, gt=0)

@@ -63,7 +63,15 @@ class Services:
         store = ResultStore(settings.results_dir, db, settings.results_ttl_s)
         cache = ResultCache(build_cache_store(settings), metrics, settings.cache_max_entries)
         webhooks = WebhookService(db, settings, metrics)
-        predict = PredictService(backend, cache, store, webhooks, metrics)
+        predict = PredictService(
+            backend,
+            cache,
+            store,
+            webhooks,
+            metrics,
+            retry_after_s=settings.retry_after_s,
+            cache_per_owner=settings.auth_enabled and settings.cache_per_owner,
+        )
         return cls(
             settings=settings,
             backend=backend,

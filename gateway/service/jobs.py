@@ -279,7 +279,7 @@ class JobService:
         try:
             for fmt in formats:
                 params = PredictParams(fmt, job["focal_px"], job["focal_mm"])
-                result = await self._infer_with_retry(image, params)
+                result = await self._infer_with_retry(image, params, job["owner"])
                 random_weights = bool(result.metadata.get("random_weights"))
                 name = output_name(fmt, stem=f"{idx:02d}_{stem}", random_weights=random_weights)
                 files = {name: result.scene}
@@ -297,11 +297,11 @@ class JobService:
             job_id, idx, "state = 'done', outputs = ?, processing_time = ?", (json.dumps(outputs), elapsed)
         )
 
-    async def _infer_with_retry(self, image: bytes, params: PredictParams) -> Any:
+    async def _infer_with_retry(self, image: bytes, params: PredictParams, owner: str) -> Any:
         """Jobs wait out a restarting backend instead of failing (bounded retries)."""
         for attempt in range(BACKEND_RETRIES):
             try:
-                return await self.predict.infer(image, params, wait=True)
+                return await self.predict.infer(image, params, wait=True, owner=owner)
             except (BackendUnavailable, RateLimited):
                 if attempt == BACKEND_RETRIES - 1:
                     raise
