@@ -14,7 +14,15 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, InitSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 ENV_PREFIX = "MLSHARP_"
@@ -27,6 +35,10 @@ SEED_KEY_ALIASES: dict[str, str] = {
     "output_dir": "results_dir",
     "cors_origins": "cors_allow_origins",
 }
+
+
+#: minimum HMAC secret length per JWT algorithm (the hash output size)
+JWT_MIN_SECRET_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}
 
 
 class SettingsError(ValueError):
@@ -118,6 +130,8 @@ class Settings(BaseSettings):
     jwt_secret: SecretStr | None = None
     jwt_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
     jwt_audience: str | None = None
+    #: tokens whose exp lies further ahead (or exp - iat is longer) are refused
+    jwt_max_lifetime_s: float = Field(default=24 * 3600.0, gt=0)
     rate_limit_per_minute: float = Field(default=0.0, ge=0)
     rate_limit_burst: int = Field(default=10, ge=1)
 
@@ -164,6 +178,14 @@ class Settings(BaseSettings):
 
         parse_allow_list(value)  # raises ValueError naming the bad entry
         return value
+
+    @model_validator(mode="after")
+    def _jwt_secret_long_enough(self) -> Settings:
+        """RFC 7518 3.2: an HMAC key at least as long as the hash output (32/48/64 bytes)."""
+        needed = JWT_MIN_SECRET_BYTES[self.jwt_algorithm]
+        if self.jwt_secret is not None and len(self.jwt_secret.get_secret_value().encode()) < needed:
+            raise ValueError(f"jwt_secret must be at least {needed} bytes for {self.jwt_algorithm}")
+        return self
 
     @property
     def database_path(self) -> Path:
@@ -213,9 +235,11 @@ def read_config_file(path: Path) -> dict[str, Any]:
 def _describe(error: ValidationError) -> str:
     lines = []
     for item in error.errors():
-        key = ".".join(str(part) for part in item["loc"]) or "(settings)"
+        key = ".".join(str(part) for part in item["loc"])
         env = ENV_PREFIX + re.sub(r"\..*", "", key).upper()
-        if item["type"] == "extra_forbidden":
+        if not key:  # a rule across several keys: its message names them
+            lines.append(f"invalid settings: {item['msg'].removeprefix('Value error, ')}")
+        elif item["type"] == "extra_forbidden":
             lines.append(f"unknown setting {key!r} (no such key; env {env})")
         else:
             lines.append(f"invalid setting {key!r} (env {env}): {item['msg']}")
