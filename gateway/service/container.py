@@ -19,7 +19,7 @@ from gateway.service.db import Database
 from gateway.service.jobs import JobService
 from gateway.service.metrics import Metrics
 from gateway.service.predict import PredictService
-from gateway.service.storage import ResultStore
+from gateway.service.storage import ResultStore, make_private_dir
 from gateway.service.webhooks import WebhookService
 from gateway.settings import Settings
 
@@ -87,7 +87,7 @@ class Services:
         )
 
     async def start(self) -> None:
-        self.settings.results_dir.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.settings.results_dir)
         await self.db.open()
         await self.backend.start()
         await self.webhooks.start()
