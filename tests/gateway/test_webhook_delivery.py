@@ -216,3 +216,22 @@ def test_pinned_post_rejects_after_deadline_without_reading_forever() -> None:
         assert asyncio.run(run()) < 1.5
     finally:
         receiver.close()
+
+
+def test_redirects_are_not_followed(make_settings, receiver: Receiver) -> None:
+    def redirect(ref):
+        def answer(conn) -> None:
+            ref[0].send(conn, f"HTTP/1.1 307 Temporary Redirect\r\nLocation: {receiver.url}\r\n\r\n".encode())
+
+        return answer
+
+    hop = scripted(redirect)
+    try:
+        settings = make_settings(webhook_max_attempts=2)
+        with TestClient(create_app(settings, backend=FakeBackend()), raise_server_exceptions=False) as c:
+            c.post("/v1/webhooks", json={"event_type": "task_completed", "url": hop.url})
+            c.post("/v1/predict", files={"file": ("a.png", png_bytes())})
+            wait_for(lambda: outbox(c).get("failed"))
+        assert hop.attempts == 2 and receiver.requests == []
+    finally:
+        hop.close()
