@@ -30,9 +30,13 @@ FOLDER_MODE = 0o700
 
 
 def make_private_dir(path: Path) -> None:
-    """Create (or tighten) a folder to 0700."""
+    """Create (or tighten) a folder to 0700; a mount point owned by someone else (a Kubernetes
+    volume root owned by root with fsGroup) is left as the platform made it, with a warning."""
     path.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
-    os.chmod(path, FOLDER_MODE)
+    try:
+        os.chmod(path, FOLDER_MODE)
+    except PermissionError:
+        log.warning("cannot make %s private (not its owner); its files are still 0600", path)
 
 
 def _write_zip(target: Path, members: list[tuple[str, Path]]) -> None:

@@ -85,3 +85,16 @@ def test_renames_are_followed_by_a_directory_fsync(tmp_path: Path, monkeypatch: 
     atomic_write(tmp_path / "out" / "scene.ply", b"data")
     assert synced == ["file", "dir"]
     assert (tmp_path / "out" / "scene.ply").read_bytes() == b"data"
+
+
+def test_a_foreign_mount_point_is_left_as_is(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog) -> None:
+    from gateway.service.storage import make_private_dir
+
+    def refuse(*args, **kwargs) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "chmod", refuse)
+    with caplog.at_level(logging.WARNING, logger="gateway.storage"):
+        make_private_dir(tmp_path / "results")
+    assert (tmp_path / "results").is_dir()
+    assert "cannot make" in caplog.text
