@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 from urllib.parse import urlsplit
 
 import httpx
@@ -28,9 +29,11 @@ class AttemptFailed(Exception):
     """The attempt got no HTTP status (connect error, deadline, protocol error)."""
 
 
-def build_client() -> httpx.AsyncClient:
-    """A client that follows no redirect and keeps no idle connection (each attempt connects)."""
+def build_client(verify: ssl.SSLContext | bool = True) -> httpx.AsyncClient:
+    """A client that follows no redirect and keeps no idle connection (each attempt connects);
+    ``verify`` is for tests that trust their own certificate authority."""
     return httpx.AsyncClient(
+        verify=verify,
         follow_redirects=False,
         trust_env=False,  # never route webhooks through a proxy from the environment
         limits=httpx.Limits(max_keepalive_connections=0),
