@@ -8,7 +8,6 @@ the route dependency then reuses the principal it found (one rate-limit token pe
 
 from __future__ import annotations
 
-from starlette._utils import get_route_path
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -26,6 +25,15 @@ ROUTE_SCOPES: tuple[tuple[str, str], ...] = (
     ("/v1/webhooks", "admin"),
     ("/v1/cache", "admin"),
 )
+
+
+def route_path(scope: Scope) -> str:
+    """The path the routers match: ``path`` without the ``root_path`` prefix (as Starlette does)."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if root and path.startswith(root) and path[len(root) : len(root) + 1] in ("", "/"):
+        return path[len(root) :]
+    return path
 
 
 def required_scope(path: str) -> str | None:
@@ -74,7 +82,7 @@ class EarlyGateMiddleware:
         if scope["type"] != "http" or scope["method"] == "OPTIONS":  # CORS preflights carry no key
             await self.app(scope, receive, send)
             return
-        needed = required_scope(get_route_path(scope))
+        needed = required_scope(route_path(scope))
         if needed is None:
             await self.app(scope, receive, send)
             return

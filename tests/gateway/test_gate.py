@@ -82,3 +82,29 @@ def test_a_good_key_still_uploads(live: LiveServer) -> None:
     )
     assert response.status_code == 200, response.text
     assert response.json()["url"].endswith("/output.ply")
+
+
+def test_the_gate_finds_routes_behind_a_root_path(make_settings) -> None:
+    from fastapi.testclient import TestClient
+
+    from gateway.gate import required_scope, route_path
+
+    assert route_path({"path": "/api/v1/predict", "root_path": "/api"}) == "/v1/predict"
+    assert route_path({"path": "/apiv1/predict", "root_path": "/api"}) == "/apiv1/predict"
+    assert [
+        required_scope(p) for p in ("/v1/predict", "/v1/jobs/x/events", "/v1/cache/clear", "/v1/health")
+    ] == [
+        "predict",
+        "predict",
+        "admin",
+        None,
+    ]
+    keys = [{"name": "user", "sha256": hash_key("user-key"), "scopes": ["predict"]}]
+    settings = make_settings(auth_enabled=True, api_keys=keys, root_path="/api")
+    with TestClient(create_app(settings, backend=FakeBackend()), raise_server_exceptions=False) as client:
+        refused = client.post("/api/v1/predict", files={"file": ("a.png", png_bytes())})
+        ok = client.post(
+            "/api/v1/predict", files={"file": ("a.png", png_bytes())}, headers={"X-API-Key": "user-key"}
+        )
+    assert refused.status_code == 401 and refused.headers["connection"] == "close"
+    assert ok.status_code == 200
