@@ -98,3 +98,22 @@ def test_a_foreign_mount_point_is_left_as_is(tmp_path: Path, monkeypatch: pytest
         make_private_dir(tmp_path / "results")
     assert (tmp_path / "results").is_dir()
     assert "cannot make" in caplog.text
+
+
+def test_structured_logs_hash_task_and_job_ids(make_settings, tmp_path: Path) -> None:
+    from gateway.logs import JsonFormatter, request_id_var
+
+    task_id = "A" * 32
+    record = logging.LogRecord("gateway.predict", logging.INFO, __file__, 1, "predict done", (), None)
+    record.task_id = task_id
+    token = request_id_var.set("job:" + "B" * 32)
+    try:
+        line = JsonFormatter().format(record)
+    finally:
+        request_id_var.reset(token)
+    assert task_id not in line and "B" * 32 not in line
+    assert f'"task_id": "~{hashlib.sha256(task_id.encode()).hexdigest()[:12]}"' in line
+    assert f'"request_id": "job:~{hashlib.sha256(("B" * 32).encode()).hexdigest()[:12]}"' in line
+    plain = logging.LogRecord("gateway.access", logging.INFO, __file__, 1, "GET /v1/health 200", (), None)
+    plain.request_id = "c" * 32  # an HTTP request id: clients quote it, so it stays readable
+    assert '"request_id": "' + "c" * 32 + '"' in JsonFormatter().format(plain)
