@@ -79,9 +79,12 @@ class WebhookService:
         """Create or replace the owner's hook for one event; the secret is shown only here."""
         self._require_enabled()
         try:
-            await check_target(url, self.allow)
+            async with asyncio.timeout(self.settings.webhook_timeout_s):
+                await check_target(url, self.allow)
         except UnsafeTarget as error:
             raise Unprocessable(str(error)) from None
+        except TimeoutError:
+            raise Unprocessable("The webhook host did not resolve in time.") from None
         stored, secret = self.secrets.new()
         # The id survives a re-registration, so pending retries go to the new URL (signed with
         # the new secret) instead of being dropped as orphans.
@@ -222,10 +225,17 @@ class WebhookService:
             "X-Webhook-Id": row["id"],
             SIGNATURE_HEADER: sign(self.secrets.reveal(row["secret"]), timestamp, body),
         }
+        budget = self.settings.webhook_timeout_s  # one deadline: name resolution included
+        started = time.monotonic()
         try:
-            target = await resolve_target(row["url"], self.allow)
+            try:
+                async with asyncio.timeout(budget):
+                    target = await resolve_target(row["url"], self.allow)
+            except TimeoutError:
+                raise AttemptFailed(f"the host did not resolve within {budget:g} s") from None
             assert self._client is not None
-            status = await post_pinned(self._client, target, body, headers, self.settings.webhook_timeout_s)
+            left = max(0.001, budget - (time.monotonic() - started))
+            status = await post_pinned(self._client, target, body, headers, left)
             error = None if 200 <= status < 300 else f"HTTP {status}"
         except UnsafeTarget as unsafe:
             self.metrics.webhook_deliveries.labels("refused").inc()

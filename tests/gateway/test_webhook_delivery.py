@@ -235,3 +235,21 @@ def test_redirects_are_not_followed(make_settings, receiver: Receiver) -> None:
         assert hop.attempts == 2 and receiver.requests == []
     finally:
         hop.close()
+
+
+def test_name_resolution_is_inside_the_attempt_deadline(make_settings, resolver) -> None:
+    resolver.answer("stall.example", ["127.0.0.1"])
+    resolver.stall["stall.example"] = (1, 1.5)  # registration answers, every delivery lookup hangs
+    settings = make_settings(webhook_timeout_s=0.5, webhook_max_attempts=1)
+    with TestClient(create_app(settings, backend=FakeBackend()), raise_server_exceptions=False) as c:
+        c.post("/v1/webhooks", json={"event_type": "task_completed", "url": "http://stall.example:9/h"})
+        c.post("/v1/predict", files={"file": ("a.png", png_bytes())})
+        start = time.monotonic()
+        wait_for(lambda: outbox(c).get("failed"), timeout_s=5)
+        assert time.monotonic() - start < 1.4
+        with sqlite3.connect(settings.database_path) as db:
+            (error,) = db.execute("SELECT last_error FROM outbox").fetchone()
+    assert error == "the host did not resolve within 0.5 s"
+    with TestClient(create_app(settings, backend=FakeBackend()), raise_server_exceptions=False) as c:
+        slow = c.post("/v1/webhooks", json={"event_type": "task_failed", "url": "http://stall.example:9/h"})
+    assert (slow.status_code, slow.json()["message"]) == (422, "The webhook host did not resolve in time.")

@@ -26,6 +26,7 @@ class FakeResolver:
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.scripts: dict[str, list[list[str]]] = {}
         self.calls: dict[str, int] = {}
+        self.stall: dict[str, tuple[int, float]] = {}  # name -> (from call n, seconds to hang)
         real = socket.getaddrinfo
 
         def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> list[Any]:
@@ -38,6 +39,8 @@ class FakeResolver:
                 return real(host, port, *args, **kwargs)
             n = self.calls.get(name, 0)
             self.calls[name] = n + 1
+            if name in self.stall and n >= self.stall[name][0]:
+                time.sleep(self.stall[name][1])  # a resolver that does not answer in time
             answers = self.scripts[name][min(n, len(self.scripts[name]) - 1)]
             family = {4: socket.AF_INET, 6: socket.AF_INET6}
             return [
