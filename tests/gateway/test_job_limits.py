@@ -32,11 +32,14 @@ def submit_concurrently(client: TestClient, n: int, headers: dict[str, str] | No
 
 def test_queue_limit_is_atomic(make_settings) -> None:
     backend = FakeBackend(delay_s=5.0)
-    with TestClient(create_app(make_settings(job_max_queued=2), backend=backend)) as client:
+    settings = make_settings(job_max_queued=2)
+    with TestClient(create_app(settings, backend=backend)) as client:
         statuses = submit_concurrently(client, 8)
         active = client.get("/v1/stats").json()["queue"]["jobs_active"]
     assert statuses == [202, 202] + [429] * 6
     assert active == 2
+    folders = [p for p in settings.results_dir.iterdir() if p.is_dir()]
+    assert len(folders) == 2  # refused submissions leave no inputs behind
 
 
 def test_one_principal_gets_only_its_share(make_settings) -> None:
