@@ -24,14 +24,6 @@ def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-def get_principal(
-    services: ServicesDep,
-    x_api_key: Annotated[str | None, Header(description="API key (when auth is enabled)")] = None,
-    authorization: Annotated[str | None, Header(description="Bearer API key or JWT")] = None,
-) -> Principal:
-    return services.auth.authenticate(x_api_key, authorization)
-
-
 def _with_scope(scope: str):
     def dependency(
         request: Request,
