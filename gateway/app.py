@@ -12,6 +12,7 @@ from gateway import __version__
 from gateway.api import cache, files, health, jobs, metrics, predict, webhooks
 from gateway.backends import InferenceBackend
 from gateway.errors import install_error_handlers
+from gateway.gate import EarlyGateMiddleware
 from gateway.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from gateway.service.container import Services
 from gateway.settings import Settings
@@ -72,6 +73,10 @@ def create_app(settings: Settings, *, backend: InferenceBackend | None = None) -
         app.include_router(module.router)
     app.include_router(_web_router())
     app.add_middleware(BodyLimitMiddleware, limit_for=body_limits(settings))
+    # outside the body limit, inside CORS (so a 401 still carries the CORS headers)
+    app.add_middleware(
+        EarlyGateMiddleware, auth=services.auth, limiter=services.limiter, metrics=services.metrics
+    )
     if settings.cors_allow_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -6,6 +6,7 @@ by one regex before they touch the file system, and file names are a strict whit
 
 from __future__ import annotations
 
+import hashlib
 import re
 import secrets
 from pathlib import Path
@@ -18,6 +19,20 @@ ID_PATTERN = r"^[A-Za-z0-9_-]{32}$"
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 _ID_RE = re.compile(ID_PATTERN)
 _NAME_RE = re.compile(NAME_PATTERN)
+
+
+_ID_SEGMENT_RE = re.compile(r"(?<=/)[A-Za-z0-9_-]{32}(?=/|$)")
+
+
+def short_hash(value: str) -> str:
+    """12 hex characters of SHA-256: enough to correlate log lines, useless as a capability."""
+    return hashlib.sha256(value.encode()).hexdigest()[:12]
+
+
+def redact_ids(path: str) -> str:
+    """A URL path with every id-shaped segment replaced by ``~<short hash>`` (ids in ``/files``
+    URLs are the only thing guarding the results, so logs must not carry them)."""
+    return _ID_SEGMENT_RE.sub(lambda match: "~" + short_hash(match.group(0)), path)
 
 
 def new_id() -> str:

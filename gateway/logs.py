@@ -9,6 +9,7 @@ import sys
 from contextvars import ContextVar
 from datetime import UTC, datetime
 
+from gateway.ids import is_valid_id, short_hash
 from gateway.settings import Settings
 
 #: the id of the HTTP request (or job) being served, stamped on every log record
@@ -17,8 +18,26 @@ request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 
 
+#: log fields that carry a task or job id, which is also the capability guarding /files
+CAPABILITY_FIELDS = ("task_id", "job_id")
+JOB_REQUEST_PREFIX = "job:"
+
+
+def _hide_capability(value: object) -> object:
+    """An id becomes ``~<short hash>``; anything else is left as it is."""
+    return f"~{short_hash(value)}" if isinstance(value, str) and is_valid_id(value) else value
+
+
+def _hide_job_request_id(value: str) -> str:
+    """Job workers log under ``job:<job id>``; HTTP request ids (which clients see) stay as they are."""
+    if value.startswith(JOB_REQUEST_PREFIX):
+        return JOB_REQUEST_PREFIX + str(_hide_capability(value.removeprefix(JOB_REQUEST_PREFIX)))
+    return value
+
+
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line; ``extra={...}`` fields are kept as top-level keys."""
+    """One JSON object per line; ``extra={...}`` fields are kept as top-level keys. Task and job
+    ids are logged as a short hash (enough to correlate lines, useless to download results)."""
 
     def format(self, record: logging.LogRecord) -> str:
         entry = {
@@ -26,11 +45,16 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname,
             "logger": record.name,
             "msg": record.getMessage(),
-            "request_id": getattr(record, "request_id", None) or request_id_var.get(),
+            "request_id": _hide_job_request_id(
+                str(getattr(record, "request_id", None) or request_id_var.get())
+            ),
         }
         for key, value in record.__dict__.items():
             if key not in _STANDARD and key not in entry:
                 entry[key] = value
+        for key in CAPABILITY_FIELDS:
+            if key in entry:
+                entry[key] = _hide_capability(entry[key])
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.errors import PayloadTooLarge, error_response
+from gateway.ids import redact_ids
 from gateway.logs import request_id_var
 from gateway.service.metrics import Metrics
 
@@ -58,7 +59,7 @@ class RequestContextMiddleware:
             log.info(
                 "%s %s %s",
                 method,
-                scope["path"],
+                redact_ids(scope["path"]),
                 status,
                 extra={"status": status, "seconds": round(elapsed, 4), "endpoint": endpoint},
             )

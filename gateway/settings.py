@@ -14,7 +14,15 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, InitSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 ENV_PREFIX = "MLSHARP_"
@@ -27,6 +35,10 @@ SEED_KEY_ALIASES: dict[str, str] = {
     "output_dir": "results_dir",
     "cors_origins": "cors_allow_origins",
 }
+
+
+#: minimum HMAC secret length per JWT algorithm (the hash output size)
+JWT_MIN_SECRET_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}
 
 
 class SettingsError(ValueError):
@@ -98,9 +110,13 @@ class Settings(BaseSettings):
     sweep_interval_s: float = Field(default=300.0, gt=0)
     job_workers: int = Field(default=1, ge=1, le=64)
     job_max_queued: int = Field(default=100, ge=1)
+    #: with auth on, the fraction of job_max_queued one principal may hold (at least one job)
+    job_owner_share: float = Field(default=0.5, gt=0, le=1)
 
     # cache
     cache_enabled: bool = True
+    #: with auth on, cache entries are per owner: a hit never tells you what another user uploaded
+    cache_per_owner: bool = True
     cache_max_bytes: int = Field(default=512 * 1024 * 1024, ge=0)
     cache_max_entries: int = Field(default=100, ge=1)
     cache_ttl_s: float = Field(default=24 * 3600.0, gt=0)
@@ -114,6 +130,8 @@ class Settings(BaseSettings):
     jwt_secret: SecretStr | None = None
     jwt_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
     jwt_audience: str | None = None
+    #: tokens whose exp lies further ahead (or exp - iat is longer) are refused
+    jwt_max_lifetime_s: float = Field(default=24 * 3600.0, gt=0)
     rate_limit_per_minute: float = Field(default=0.0, ge=0)
     rate_limit_burst: int = Field(default=10, ge=1)
 
@@ -124,6 +142,11 @@ class Settings(BaseSettings):
     webhook_max_attempts: int = Field(default=8, ge=1, le=100)
     webhook_backoff_s: float = Field(default=2.0, gt=0)
     webhook_backoff_max_s: float = Field(default=600.0, gt=0)
+    #: derives the per-hook signing secrets (none is stored); unset: a 0600 key file by the database
+    webhook_secret_key: SecretStr | None = Field(default=None, min_length=32)
+    #: deliveries in flight at once, in total and per owner (one slow receiver stalls only its owner)
+    webhook_concurrency: int = Field(default=32, ge=1, le=1024)
+    webhook_owner_concurrency: int = Field(default=2, ge=1, le=64)
 
     # logs and http
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -155,6 +178,14 @@ class Settings(BaseSettings):
 
         parse_allow_list(value)  # raises ValueError naming the bad entry
         return value
+
+    @model_validator(mode="after")
+    def _jwt_secret_long_enough(self) -> Settings:
+        """RFC 7518 3.2: an HMAC key at least as long as the hash output (32/48/64 bytes)."""
+        needed = JWT_MIN_SECRET_BYTES[self.jwt_algorithm]
+        if self.jwt_secret is not None and len(self.jwt_secret.get_secret_value().encode()) < needed:
+            raise ValueError(f"jwt_secret must be at least {needed} bytes for {self.jwt_algorithm}")
+        return self
 
     @property
     def database_path(self) -> Path:
@@ -204,9 +235,11 @@ def read_config_file(path: Path) -> dict[str, Any]:
 def _describe(error: ValidationError) -> str:
     lines = []
     for item in error.errors():
-        key = ".".join(str(part) for part in item["loc"]) or "(settings)"
+        key = ".".join(str(part) for part in item["loc"])
         env = ENV_PREFIX + re.sub(r"\..*", "", key).upper()
-        if item["type"] == "extra_forbidden":
+        if not key:  # a rule across several keys: its message names them
+            lines.append(f"invalid settings: {item['msg'].removeprefix('Value error, ')}")
+        elif item["type"] == "extra_forbidden":
             lines.append(f"unknown setting {key!r} (no such key; env {env})")
         else:
             lines.append(f"invalid setting {key!r} (env {env}): {item['msg']}")

@@ -7,7 +7,8 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Request, UploadFile
 
-from gateway.errors import PayloadTooLarge, RateLimited
+from gateway.errors import PayloadTooLarge
+from gateway.gate import PRINCIPAL_STATE_KEY, admit
 from gateway.service.auth import Principal
 from gateway.service.container import Services
 from gateway.service.inputs import check_image
@@ -23,27 +24,21 @@ def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-def get_principal(
-    services: ServicesDep,
-    x_api_key: Annotated[str | None, Header(description="API key (when auth is enabled)")] = None,
-    authorization: Annotated[str | None, Header(description="Bearer API key or JWT")] = None,
-) -> Principal:
-    return services.auth.authenticate(x_api_key, authorization)
-
-
 def _with_scope(scope: str):
     def dependency(
-        request: Request, services: ServicesDep, principal: Annotated[Principal, Depends(get_principal)]
+        request: Request,
+        services: ServicesDep,
+        x_api_key: Annotated[str | None, Header(description="API key (when auth is enabled)")] = None,
+        authorization: Annotated[str | None, Header(description="Bearer API key or JWT")] = None,
     ) -> Principal:
-        principal.require(scope)
-        client = request.client.host if request.client else "unknown"
-        bucket = principal.name if principal.name != "anonymous" else f"ip:{client}"
-        try:
-            services.limiter.check(bucket, principal.rate_per_minute)
-        except RateLimited:
-            services.metrics.rejected.labels("rate_limit").inc()
-            raise
-        return principal
+        admitted = request.scope.get("state", {}).get(PRINCIPAL_STATE_KEY)
+        if admitted is not None:  # the early gate already authenticated and rate-limited it
+            admitted.require(scope)
+            return admitted
+        client = request.client.host if request.client else None
+        return admit(
+            services.auth, services.limiter, services.metrics, scope, x_api_key, authorization, client
+        )
 
     return dependency
 

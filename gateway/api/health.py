@@ -14,8 +14,14 @@ router = APIRouter(prefix="/v1", tags=["health"])
 
 
 def not_ready_reason(backend: InferenceBackend) -> str:
-    """The load error where the backend knows one (e.g. no checkpoint), else a generic reason."""
-    return getattr(backend, "load_error", None) or f"the {backend.name} backend is not ready"
+    """Why the backend is not ready, for unauthenticated callers: the kind of failure, never the
+    load error's text (it names checkpoint paths and the host's layout; the log has it)."""
+    error = getattr(backend, "load_error", None)
+    if not error:
+        return f"the {backend.name} backend is not ready"
+    if "checkpoint" in error.lower():
+        return "the model checkpoint could not be loaded (the server log names the file and the cause)"
+    return f"the {backend.name} backend failed to load (the server log has the cause)"
 
 
 @router.get("/live", response_model=StatusMessage)
@@ -41,9 +47,7 @@ async def health(services: ServicesDep) -> HealthResponse:
         triton_ready=ready if backend.name == "triton" else None,
         model_id=backend.model_id,
         version=__version__,
-        detail=None
-        if ready
-        else getattr(backend, "load_error", None) or f"the {backend.name} backend is not ready",
+        detail=None if ready else not_ready_reason(backend),
     )
 
 

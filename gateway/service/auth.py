@@ -2,8 +2,10 @@
 
 Off by default for local use (everyone is the ``anonymous`` admin). When on: a key is looked up
 by comparing its SHA-256 against every configured hash in constant time (no early exit, no
-plain-text key in memory or config); a JWT must be signed with the configured secret and carry
-``exp``; scopes are ``predict`` (predict, jobs) and ``admin`` (cache, webhooks; implies predict).
+plain-text key in memory or config); a JWT must be signed with the configured secret (at least
+as long as the hash, checked at start-up), carry ``exp`` within ``jwt_max_lifetime_s``, and carry
+``aud`` exactly when ``jwt_audience`` is configured; scopes are ``predict`` (predict, jobs) and
+``admin`` (cache, webhooks; implies predict).
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from gateway.errors import Forbidden, RateLimited, Unauthorized
 from gateway.settings import Settings
 
 ALL_SCOPES = frozenset({"predict", "admin"})
+#: clock skew tolerated by the maximum-lifetime check
+JWT_LEEWAY_S = 30
 
 
 @dataclass(frozen=True)
@@ -75,23 +79,41 @@ class Authenticator:
         secret = self.settings.jwt_secret
         if secret is None:
             raise Unauthorized("Bearer JWTs are not accepted on this server.")
+        audience = self.settings.jwt_audience
         try:
             claims = jwt.decode(
                 token,
                 secret.get_secret_value(),
                 algorithms=[self.settings.jwt_algorithm],
-                audience=self.settings.jwt_audience,
-                options={"require": ["exp", "sub"], "verify_aud": self.settings.jwt_audience is not None},
+                audience=audience,
+                options={"require": ["exp", "sub"], "verify_aud": audience is not None},
             )
         except jwt.ExpiredSignatureError:
             raise Unauthorized("The bearer token has expired.") from None
         except jwt.InvalidTokenError:
             raise Unauthorized("The bearer token is invalid.") from None
+        if audience is None and "aud" in claims:  # minted for another service sharing the secret
+            raise Unauthorized("The bearer token is meant for another audience.")
+        self._check_lifetime(claims)
         raw = claims.get("scopes", claims.get("scope", ""))
         scopes = (
             raw.split() if isinstance(raw, str) else [str(s) for s in raw] if isinstance(raw, list) else []
         )
         return Principal(f"jwt:{claims['sub']}"[:128], frozenset(scopes) & ALL_SCOPES)
+
+    def _check_lifetime(self, claims: dict) -> None:
+        """A stolen token must not work for months: exp (and exp - iat) within the maximum."""
+        longest = self.settings.jwt_max_lifetime_s + JWT_LEEWAY_S
+        exp = claims["exp"]
+        iat = claims.get("iat")
+        if not isinstance(exp, int | float) or exp - time.time() > longest:
+            raise Unauthorized(
+                f"The bearer token lives longer than the maximum of {self.settings.jwt_max_lifetime_s:g} s."
+            )
+        if isinstance(iat, int | float) and exp - iat > longest:
+            raise Unauthorized(
+                f"The bearer token lives longer than the maximum of {self.settings.jwt_max_lifetime_s:g} s."
+            )
 
 
 class RateLimiter:

@@ -19,7 +19,7 @@ from gateway.service.db import Database
 from gateway.service.jobs import JobService
 from gateway.service.metrics import Metrics
 from gateway.service.predict import PredictService
-from gateway.service.storage import ResultStore
+from gateway.service.storage import ResultStore, make_private_dir
 from gateway.service.webhooks import WebhookService
 from gateway.settings import Settings
 
@@ -63,7 +63,15 @@ class Services:
         store = ResultStore(settings.results_dir, db, settings.results_ttl_s)
         cache = ResultCache(build_cache_store(settings), metrics, settings.cache_max_entries)
         webhooks = WebhookService(db, settings, metrics)
-        predict = PredictService(backend, cache, store, webhooks, metrics)
+        predict = PredictService(
+            backend,
+            cache,
+            store,
+            webhooks,
+            metrics,
+            retry_after_s=settings.retry_after_s,
+            cache_per_owner=settings.auth_enabled and settings.cache_per_owner,
+        )
         return cls(
             settings=settings,
             backend=backend,
@@ -79,7 +87,7 @@ class Services:
         )
 
     async def start(self) -> None:
-        self.settings.results_dir.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.settings.results_dir)
         await self.db.open()
         await self.backend.start()
         await self.webhooks.start()

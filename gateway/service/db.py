@@ -1,11 +1,16 @@
 """SQLite persistence for tasks, jobs, webhook registrations and the webhook outbox.
 
-One aiosqlite connection (its own thread) in WAL mode: the event loop never waits on disk, and
-a restarted gateway finds every job and undelivered webhook where the old one left them.
+One aiosqlite connection (its own thread) in WAL mode with synchronous=FULL: the event loop never
+waits on disk, and a restarted gateway (or a machine after power loss) finds every accepted job
+and undelivered webhook where the old one left them. The file is 0600 (it names owners and URLs).
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -40,26 +45,60 @@ CREATE INDEX IF NOT EXISTS outbox_due ON outbox(state, next_attempt_at);
 """
 
 
+class Transaction:
+    """Statements of one unit of work; only valid inside ``Database.transaction()``."""
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+
+    async def execute(self, sql: str, params: tuple[Any, ...] = ()) -> int:
+        cursor = await self._conn.execute(sql, params)
+        return cursor.rowcount
+
+    async def fetch_one(self, sql: str, params: tuple[Any, ...] = ()) -> dict[str, Any] | None:
+        async with self._conn.execute(sql, params) as cursor:
+            row = await cursor.fetchone()
+        return dict(row) if row is not None else None
+
+    async def fetch_all(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+        async with self._conn.execute(sql, params) as cursor:
+            rows = await cursor.fetchall()
+        return [dict(row) for row in rows]
+
+
 class Database:
-    """Thin async wrapper; callers write plain SQL with parameters (never string formatting)."""
+    """Thin async wrapper; callers write plain SQL with parameters (never string formatting).
+
+    The connection is shared by every coroutine, so each unit of work (one statement, a batch,
+    or a ``transaction()`` block) holds a lock from BEGIN to COMMIT/ROLLBACK: another coroutine's
+    commit can no longer persist half of a failing batch, nor its rollback undo a write that
+    already returned. Reads take the lock too, so they never see another unit's uncommitted rows.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._conn: aiosqlite.Connection | None = None
+        self._lock = asyncio.Lock()
 
     async def open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = await aiosqlite.connect(self.path)
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # 0600 before SQLite opens it: the -wal and -shm files SQLite creates copy this mode
+        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+        os.chmod(self.path, 0o600)
+        self._conn = await aiosqlite.connect(self.path, isolation_level=None)  # BEGIN is ours
         self._conn.row_factory = aiosqlite.Row
         await self._conn.execute("PRAGMA journal_mode=WAL")
-        await self._conn.execute("PRAGMA synchronous=NORMAL")
-        await self._conn.executescript(SCHEMA)
-        await self._conn.commit()
+        # FULL: a job that was answered 202 survives a power loss, not just a process crash
+        await self._conn.execute("PRAGMA synchronous=FULL")
+        async with self.transaction() as tx:
+            for statement in filter(str.strip, SCHEMA.split(";")):
+                await tx.execute(statement)
 
     async def close(self) -> None:
         if self._conn is not None:
-            await self._conn.close()
-            self._conn = None
+            async with self._lock:
+                await self._conn.close()
+                self._conn = None
 
     @property
     def conn(self) -> aiosqlite.Connection:
@@ -67,28 +106,34 @@ class Database:
             raise RuntimeError("database is not open")
         return self._conn
 
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Transaction]:
+        """One unit of work: BEGIN IMMEDIATE ... COMMIT, or ROLLBACK if the block raises."""
+        async with self._lock:
+            conn = self.conn
+            await conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield Transaction(conn)
+            except BaseException:
+                await asyncio.shield(conn.execute("ROLLBACK"))
+                raise
+            await asyncio.shield(conn.execute("COMMIT"))
+
     async def execute(self, sql: str, params: tuple[Any, ...] = ()) -> int:
-        """Run one statement and commit; returns the number of changed rows."""
-        cursor = await self.conn.execute(sql, params)
-        await self.conn.commit()
-        return cursor.rowcount
+        """Run one statement as its own transaction; returns the number of changed rows."""
+        async with self.transaction() as tx:
+            return await tx.execute(sql, params)
 
     async def execute_many(self, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
         """Run several statements in one transaction (all or nothing)."""
-        try:
+        async with self.transaction() as tx:
             for sql, params in statements:
-                await self.conn.execute(sql, params)
-            await self.conn.commit()
-        except BaseException:
-            await self.conn.rollback()
-            raise
+                await tx.execute(sql, params)
 
     async def fetch_one(self, sql: str, params: tuple[Any, ...] = ()) -> dict[str, Any] | None:
-        async with self.conn.execute(sql, params) as cursor:
-            row = await cursor.fetchone()
-        return dict(row) if row is not None else None
+        async with self._lock:
+            return await Transaction(self.conn).fetch_one(sql, params)
 
     async def fetch_all(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
-        async with self.conn.execute(sql, params) as cursor:
-            rows = await cursor.fetchall()
-        return [dict(row) for row in rows]
+        async with self._lock:
+            return await Transaction(self.conn).fetch_all(sql, params)

@@ -22,6 +22,7 @@ from gateway.logs import request_id_var
 from gateway.service.auth import Principal
 from gateway.service.db import Database
 from gateway.service.inputs import PredictParams
+from gateway.service.job_admission import insert_within_limits
 from gateway.service.predict import PredictService
 from gateway.service.storage import ResultStore
 from gateway.service.webhooks import WebhookService
@@ -123,7 +124,11 @@ class JobService:
             )
             for idx, (filename, stem, _) in enumerate(uploads)
         ]
-        await self.db.execute_many(statements)
+        try:
+            await insert_within_limits(self.db, self.settings, owner, statements)
+        except Overloaded:
+            await self.store.delete(job_id)  # lost the race for the last queue place
+            raise
         self._queue.put_nowait(job_id)
         log.info("job queued", extra={"job_id": job_id, "files": len(uploads), "formats": list(formats)})
         return job_id
@@ -274,7 +279,7 @@ class JobService:
         try:
             for fmt in formats:
                 params = PredictParams(fmt, job["focal_px"], job["focal_mm"])
-                result = await self._infer_with_retry(image, params)
+                result = await self._infer_with_retry(image, params, job["owner"])
                 random_weights = bool(result.metadata.get("random_weights"))
                 name = output_name(fmt, stem=f"{idx:02d}_{stem}", random_weights=random_weights)
                 files = {name: result.scene}
@@ -292,11 +297,11 @@ class JobService:
             job_id, idx, "state = 'done', outputs = ?, processing_time = ?", (json.dumps(outputs), elapsed)
         )
 
-    async def _infer_with_retry(self, image: bytes, params: PredictParams) -> Any:
+    async def _infer_with_retry(self, image: bytes, params: PredictParams, owner: str) -> Any:
         """Jobs wait out a restarting backend instead of failing (bounded retries)."""
         for attempt in range(BACKEND_RETRIES):
             try:
-                return await self.predict.infer(image, params, wait=True)
+                return await self.predict.infer(image, params, wait=True, owner=owner)
             except (BackendUnavailable, RateLimited):
                 if attempt == BACKEND_RETRIES - 1:
                     raise

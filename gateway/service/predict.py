@@ -18,6 +18,7 @@ from gateway.errors import GatewayError, RateLimited
 from gateway.formats import output_name
 from gateway.ids import new_id
 from gateway.service.cache import CachedScene, ResultCache, cache_key
+from gateway.service.hit_admission import HitAdmission
 from gateway.service.inputs import PredictParams
 from gateway.service.metrics import Metrics
 from gateway.service.storage import ResultStore
@@ -48,18 +49,28 @@ class PredictService:
         store: ResultStore,
         webhooks: WebhookService,
         metrics: Metrics,
+        *,
+        retry_after_s: int = 5,
+        cache_per_owner: bool = False,
     ) -> None:
         self.backend = backend
+        self.hits = HitAdmission(backend, retry_after_s)
+        #: scope cache keys by owner (auth on): another user's upload is never a hit for you
+        self.cache_per_owner = cache_per_owner
         self.cache = cache
         self.store = store
         self.webhooks = webhooks
         self.metrics = metrics
 
-    async def infer(self, image: bytes, params: PredictParams, *, wait: bool = False) -> SceneResult:
-        """One scene for one image, from the cache when possible."""
+    async def infer(
+        self, image: bytes, params: PredictParams, *, wait: bool = False, owner: str | None = None
+    ) -> SceneResult:
+        """One scene for one image, from the cache when possible (a hit still needs admission)."""
         start = time.perf_counter()
         self.metrics.input_size.labels("bytes").set(len(image))
         digest = await asyncio.to_thread(lambda: hashlib.sha256(image).hexdigest())  # ~0.1 s at 50 MB
+        if self.cache_per_owner and owner is not None:
+            digest = hashlib.sha256(f"owner\n{owner}\n{digest}".encode()).hexdigest()
         key = cache_key(
             digest,
             params.focal_px,
@@ -70,6 +81,11 @@ class PredictService:
         hit = await self.cache.get(key)
         self.metrics.stage_duration.labels("cache_lookup").observe(time.perf_counter() - start)
         if hit is not None:
+            try:
+                self.hits.check(wait=wait)
+            except RateLimited:
+                self.metrics.rejected.labels("overloaded").inc()
+                raise
             self.metrics.predict_requests.labels("cache_hit", params.fmt).inc()
             return SceneResult(hit.scene, hit.metadata, {"cache": time.perf_counter() - start}, True)
         self.metrics.active_tasks.inc()
@@ -101,7 +117,7 @@ class PredictService:
         task_id = new_id()
         start = time.perf_counter()
         try:
-            result = await self.infer(image, params)
+            result = await self.infer(image, params, owner=owner)
         except RateLimited:
             raise
         except (MLSharpError, GatewayError) as error:
@@ -112,11 +128,12 @@ class PredictService:
             )
             raise
         name = output_name(params.fmt, random_weights=bool(result.metadata.get("random_weights")))
-        await self.store.register_task(task_id, owner)
         store_start = time.perf_counter()
-        await self.store.write(
-            task_id, {name: result.scene, METADATA_NAME: json.dumps(result.metadata, indent=2).encode()}
-        )
+        with self.hits.hold(result.cached):
+            await self.store.register_task(task_id, owner)
+            await self.store.write(
+                task_id, {name: result.scene, METADATA_NAME: json.dumps(result.metadata, indent=2).encode()}
+            )
         self.metrics.stage_duration.labels("store").observe(time.perf_counter() - store_start)
         elapsed = round(time.perf_counter() - start, 3)
         url = files_url(base_url, task_id, name)

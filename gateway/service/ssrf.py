@@ -3,20 +3,23 @@
 The seed let anyone make the server POST to any URL (internal network probing). A target is
 accepted only if it is http(s), has no credentials, and EVERY address its host resolves to is a
 public unicast address, unless the host or address is in ``webhook_allow_hosts`` (exact host
-names, IPs or CIDR networks). Delivery re-checks right before each attempt, so a DNS answer that
-changes after registration (rebinding) is caught too.
+names, IPs or CIDR networks). Delivery resolves once right before each attempt, checks every
+answer and connects to a checked address only (``webhook_http``), so a DNS answer that changes
+between the check and the connection (rebinding) never reaches an internal address.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
 import re
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+log = logging.getLogger("gateway.webhooks")
 _HOST_RE = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*")
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -58,10 +61,21 @@ def parse_allow_list(entries: Iterable[str]) -> AllowList:
     return AllowList(frozenset(hosts), tuple(networks))
 
 
+#: ranges ``ipaddress`` still calls global but that reach, or may reach, private space:
+#: 6to4 (2002::/16) embeds any IPv4 address, site-local (fec0::/10) is deprecated but routed
+#: inside sites, NAT64 (64:ff9b::/96, 64:ff9b:1::/48) translates to IPv4, and Teredo (2001::/32)
+NON_PUBLIC_NETWORKS: tuple[IPNetwork, ...] = tuple(
+    ipaddress.ip_network(net)
+    for net in ("2002::/16", "fec0::/10", "64:ff9b::/96", "64:ff9b:1::/48", "2001::/32")
+)
+
+
 def is_public(address: IPAddress) -> bool:
     """Public unicast only: not private, loopback, link-local, multicast, reserved or unspecified."""
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         return is_public(address.ipv4_mapped)
+    if any(address in network for network in NON_PUBLIC_NETWORKS):
+        return False
     return not (
         address.is_private
         or address.is_loopback
@@ -92,28 +106,56 @@ def check_url_syntax(url: str) -> tuple[str, int]:
     return host, port or (443 if parts.scheme == "https" else 80)
 
 
-async def check_target(url: str, allow: AllowList) -> None:
-    """Raise UnsafeTarget unless every address the URL's host resolves to may be contacted."""
+@dataclass(frozen=True)
+class Target:
+    """A webhook URL and the addresses that were checked for it: the only ones to connect to."""
+
+    url: str
+    host: str
+    port: int
+    addresses: tuple[IPAddress, ...]
+
+
+async def _resolve(host: str, port: int) -> list[IPAddress]:
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return []
+    return list(dict.fromkeys(ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos))
+
+
+async def resolve_target(url: str, allow: AllowList, *, resolve_allowed: bool = True) -> Target:
+    """Resolve the URL's host ONCE and check every answer; the caller connects only to these.
+
+    Refusals for host names never name the addresses: they are internal DNS answers, and a
+    registration error must not turn the gateway into a resolver for the caller (they go to the
+    log instead). One message covers "does not resolve" too, so names cannot be probed either.
+    An allow-listed host is not checked; ``resolve_allowed=False`` does not even resolve it.
+    """
     host, port = check_url_syntax(url)
-    if allow.allows_host(host):
-        return
     try:
         literal: IPAddress | None = ipaddress.ip_address(host.strip("[]"))
     except ValueError:
         literal = None
     if literal is not None:
-        addresses = [literal]
-    else:
-        try:
-            infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except (OSError, UnicodeError):
-            raise UnsafeTarget(f"The webhook host {host!r} does not resolve.") from None
-        addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
-    if not addresses:
-        raise UnsafeTarget(f"The webhook host {host!r} does not resolve.")
-    for address in addresses:
-        if not allow.allows_ip(address) and not is_public(address):
+        if not allow.allows_ip(literal) and not is_public(literal):
             raise UnsafeTarget(
-                f"The webhook host {host!r} resolves to a non-public address ({address}); "
+                f"The webhook host {host!r} is a non-public address ({literal}); "
                 "only public targets or hosts in webhook_allow_hosts are allowed."
             )
+        return Target(url, host, port, (literal,))
+    if allow.allows_host(host) and not resolve_allowed:
+        return Target(url, host, port, ())
+    addresses = await _resolve(host, port)
+    if addresses and (allow.allows_host(host) or all(allow.allows_ip(a) or is_public(a) for a in addresses)):
+        return Target(url, host, port, tuple(addresses))
+    log.info("webhook host refused", extra={"host": host, "addresses": [str(a) for a in addresses]})
+    raise UnsafeTarget(
+        f"The webhook host {host!r} does not resolve, or resolves to a non-public address; "
+        "only public targets or hosts in webhook_allow_hosts are allowed."
+    )
+
+
+async def check_target(url: str, allow: AllowList) -> None:
+    """Raise UnsafeTarget unless every address the URL's host resolves to may be contacted."""
+    await resolve_target(url, allow, resolve_allowed=False)

@@ -2,7 +2,8 @@
 
 Nothing is wiped at start-up (the seed ``rmtree``'d its workspace); files go away only when the
 task that owns them expires. Every write is temp file + fsync + rename, so a crash never leaves
-a half-written result under a final name.
+a half-written result under a final name; the folder is fsynced after the rename. Files are
+0600 and folders 0700: results are private to the service.
 """
 
 from __future__ import annotations
@@ -19,9 +20,23 @@ from pathlib import Path
 
 from gateway.ids import is_valid_id
 from gateway.service.db import Database
-from mlsharp.fileio import atomic_write
+from mlsharp.fileio import atomic_write, fsync_dir
 
 log = logging.getLogger("gateway.storage")
+
+#: results are read only by the gateway itself (the /files route), never by other local users
+FILE_MODE = 0o600
+FOLDER_MODE = 0o700
+
+
+def make_private_dir(path: Path) -> None:
+    """Create (or tighten) a folder to 0700; a mount point owned by someone else (a Kubernetes
+    volume root owned by root with fsGroup) is left as the platform made it, with a warning."""
+    path.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
+    try:
+        os.chmod(path, FOLDER_MODE)
+    except PermissionError:
+        log.warning("cannot make %s private (not its owner); its files are still 0600", path)
 
 
 def _write_zip(target: Path, members: list[tuple[str, Path]]) -> None:
@@ -34,6 +49,7 @@ def _write_zip(target: Path, members: list[tuple[str, Path]]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    fsync_dir(target.parent)
 
 
 class ResultStore:
@@ -60,8 +76,11 @@ class ResultStore:
         folder = self.folder(task_id)
 
         def _write_all() -> None:
+            folder.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
             for name, data in files.items():
-                atomic_write(folder / name, data)
+                target = folder / name
+                target.parent.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
+                atomic_write(target, data, mode=FILE_MODE)
 
         await asyncio.to_thread(_write_all)
 

@@ -16,7 +16,6 @@ import hmac
 import json
 import logging
 import random
-import secrets
 import time
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -27,7 +26,9 @@ from gateway.errors import Forbidden, NotFound, Unprocessable
 from gateway.ids import new_id
 from gateway.service.db import Database
 from gateway.service.metrics import Metrics
-from gateway.service.ssrf import UnsafeTarget, check_target, parse_allow_list
+from gateway.service.ssrf import UnsafeTarget, check_target, parse_allow_list, resolve_target
+from gateway.service.webhook_http import AttemptFailed, build_client, post_pinned
+from gateway.service.webhook_secrets import SecretDeriver
 from gateway.settings import Settings
 
 log = logging.getLogger("gateway.webhooks")
@@ -56,6 +57,15 @@ class WebhookService:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._client: httpx.AsyncClient | None = None
+        self._inflight: dict[str, asyncio.Task[None]] = {}
+        self._owner_load: dict[str, int] = {}
+        self._secrets: SecretDeriver | None = None
+
+    @property
+    def secrets(self) -> SecretDeriver:
+        if self._secrets is None:
+            self._secrets = SecretDeriver.from_settings(self.settings)
+        return self._secrets
 
     @property
     def enabled(self) -> bool:
@@ -69,15 +79,20 @@ class WebhookService:
         """Create or replace the owner's hook for one event; the secret is shown only here."""
         self._require_enabled()
         try:
-            await check_target(url, self.allow)
+            async with asyncio.timeout(self.settings.webhook_timeout_s):
+                await check_target(url, self.allow)
         except UnsafeTarget as error:
             raise Unprocessable(str(error)) from None
-        secret = secrets.token_urlsafe(32)
+        except TimeoutError:
+            raise Unprocessable("The webhook host did not resolve in time.") from None
+        stored, secret = self.secrets.new()
+        # The id survives a re-registration, so pending retries go to the new URL (signed with
+        # the new secret) instead of being dropped as orphans.
         await self.db.execute(
             "INSERT INTO webhooks (id, owner, event_type, url, secret, created_at) VALUES (?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (owner, event_type) DO UPDATE SET url = excluded.url, secret = excluded.secret, "
-            "id = excluded.id, created_at = excluded.created_at",
-            (new_id(), owner, event_type, url, secret, time.time()),
+            "created_at = excluded.created_at",
+            (new_id(), owner, event_type, url, stored, time.time()),
         )
         return {"event_type": event_type, "url": url, "secret": secret}
 
@@ -121,21 +136,27 @@ class WebhookService:
         return len(hooks)
 
     # -- delivery ---------------------------------------------------------------------------
+    # The loop never waits for an attempt: each runs as its own task under one deadline, at most
+    # ``webhook_owner_concurrency`` per owner and ``webhook_concurrency`` in all, and its row is
+    # leased (next_attempt_at pushed past the deadline) so it is not picked twice.
 
     async def start(self) -> None:
-        self._client = httpx.AsyncClient(follow_redirects=False, timeout=self.settings.webhook_timeout_s)
+        self._client = build_client()
         self._task = asyncio.create_task(self._run(), name="webhook-delivery")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        tasks = [t for t in (self._task, *self._inflight.values()) if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await task
         if self._client is not None:
             await self._client.aclose()
 
     async def _run(self) -> None:
         while True:
+            self._wake.clear()  # before the query: a wake-up during it is not lost
             try:
                 delay = await self.deliver_due()
             except asyncio.CancelledError:
@@ -143,25 +164,51 @@ class WebhookService:
             except Exception:
                 log.exception("webhook delivery loop error")
                 delay = 5.0
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=delay)
 
     async def deliver_due(self) -> float:
-        """Attempt every due delivery once; returns seconds until the next one is due."""
+        """Start every due delivery that has a free slot; returns seconds until the next is due."""
         now = time.time()
         rows = await self.db.fetch_all(
-            "SELECT o.id, o.event_type, o.body, o.attempts, w.url, w.secret FROM outbox o "
+            "SELECT o.id, o.event_type, o.body, o.attempts, w.url, w.secret, w.owner FROM outbox o "
             "LEFT JOIN webhooks w ON w.id = o.webhook_id "
-            "WHERE o.state = 'pending' AND o.next_attempt_at <= ? ORDER BY o.next_attempt_at LIMIT 32",
+            "WHERE o.state = 'pending' AND o.next_attempt_at <= ? ORDER BY o.next_attempt_at LIMIT 256",
             (now,),
         )
-        await asyncio.gather(*(self._attempt(row) for row in rows))
+        lease_until = now + self.settings.webhook_timeout_s + 30.0
+        for row in rows:
+            owner = row["owner"] or ""
+            if row["id"] in self._inflight or len(self._inflight) >= self.settings.webhook_concurrency:
+                continue
+            if self._owner_load.get(owner, 0) >= self.settings.webhook_owner_concurrency:
+                continue  # this owner's receivers are busy; others' deliveries go ahead
+            await self.db.execute(
+                "UPDATE outbox SET next_attempt_at = ? WHERE id = ? AND state = 'pending'",
+                (lease_until, row["id"]),
+            )
+            self._owner_load[owner] = self._owner_load.get(owner, 0) + 1
+            task = asyncio.create_task(self._attempt_and_release(row, owner), name="webhook-attempt")
+            self._inflight[row["id"]] = task
         upcoming = await self.db.fetch_one(
             "SELECT MIN(next_attempt_at) AS due FROM outbox WHERE state = 'pending'"
         )
         due = upcoming["due"] if upcoming else None
         return 30.0 if due is None else min(30.0, max(0.05, due - time.time()))
+
+    async def _attempt_and_release(self, row: dict[str, Any], owner: str) -> None:
+        try:
+            await self._attempt(row)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("webhook attempt crashed", extra={"delivery": row["id"]})
+        finally:
+            self._inflight.pop(row["id"], None)
+            self._owner_load[owner] -= 1
+            if not self._owner_load[owner]:
+                del self._owner_load[owner]
+            self._wake.set()
 
     async def _attempt(self, row: dict[str, Any]) -> None:
         if row["url"] is None:  # registration deleted: its owner no longer wants deliveries
@@ -176,19 +223,26 @@ class WebhookService:
             "X-Webhook-Event": row["event_type"],
             "X-Webhook-Timestamp": timestamp,
             "X-Webhook-Id": row["id"],
-            SIGNATURE_HEADER: sign(row["secret"], timestamp, body),
+            SIGNATURE_HEADER: sign(self.secrets.reveal(row["secret"]), timestamp, body),
         }
+        budget = self.settings.webhook_timeout_s  # one deadline: name resolution included
+        started = time.monotonic()
         try:
-            await check_target(row["url"], self.allow)
+            try:
+                async with asyncio.timeout(budget):
+                    target = await resolve_target(row["url"], self.allow)
+            except TimeoutError:
+                raise AttemptFailed(f"the host did not resolve within {budget:g} s") from None
             assert self._client is not None
-            response = await self._client.post(row["url"], content=body, headers=headers)
-            error = None if 200 <= response.status_code < 300 else f"HTTP {response.status_code}"
+            left = max(0.001, budget - (time.monotonic() - started))
+            status = await post_pinned(self._client, target, body, headers, left)
+            error = None if 200 <= status < 300 else f"HTTP {status}"
         except UnsafeTarget as unsafe:
             self.metrics.webhook_deliveries.labels("refused").inc()
             await self._finish(row["id"], "failed", str(unsafe), attempts)
             return
-        except httpx.HTTPError as failure:
-            error = f"{type(failure).__name__}: {failure}"[:300]
+        except AttemptFailed as failure:
+            error = str(failure)
         if error is None:
             self.metrics.webhook_deliveries.labels("delivered").inc()
             await self._finish(row["id"], "delivered", None, attempts)

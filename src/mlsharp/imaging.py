@@ -28,6 +28,7 @@ from PIL import ExifTags, Image, TiffTags, UnidentifiedImageError
 
 from mlsharp.errors import ImageTooLargeError, InvalidImageError, InvalidParameterError, MLSharpError
 from mlsharp.focal import resolve_focal, validate_focal_overrides
+from mlsharp.pixels import scale_16bit, scale_float
 
 logger = logging.getLogger(__name__)
 
@@ -215,24 +216,6 @@ def apply_orientation(rgb: np.ndarray, orientation: int) -> np.ndarray:
 # Pixel conversion
 
 
-def _scale_16bit(values: np.ndarray) -> np.ndarray:
-    """Map 0..65535 onto 0..255 by keeping the high byte (65535 -> 255, 257*k -> k).
-
-    This is what Pillow itself does for 16-bit RGB(A) and LA files, so a 16-bit grey image and
-    the same picture stored as 16-bit RGB give identical 8-bit values.
-    """
-    wide = np.clip(values.astype(np.int64), 0, 65535)
-    return (wide >> 8).astype(np.uint8)
-
-
-def _scale_float(values: np.ndarray) -> np.ndarray:
-    """Float images: [0, 1] data is scaled to 0..255; anything brighter is read as 0..255 already."""
-    finite = np.nan_to_num(values.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
-    peak = float(finite.max()) if finite.size else 0.0
-    scale = 255.0 if peak <= 1.0 else 1.0
-    return np.clip(np.rint(finite * scale), 0, 255).astype(np.uint8)
-
-
 def to_rgb8(image: Image.Image) -> np.ndarray:
     """Convert any decoded Pillow mode to a (H, W, 3) uint8 array, dropping alpha."""
     mode = image.mode
@@ -242,7 +225,7 @@ def to_rgb8(image: Image.Image) -> np.ndarray:
         plane = np.asarray(image)
         if plane.ndim == 3:  # defensive: some decoders give (H, W, 1)
             plane = plane[..., 0]
-        gray = _scale_float(plane) if mode == "F" else _scale_16bit(plane)
+        gray = scale_float(plane) if mode == "F" else scale_16bit(plane)
         return np.repeat(gray[:, :, None], 3, axis=2)
     if mode in ("P", "PA"):
         # Through RGBA so that palette transparency is honoured, then keep the RGB values.

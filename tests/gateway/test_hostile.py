@@ -280,6 +280,35 @@ CASES: list[tuple[str, Callable[[TestClient], Response], int, str]] = [
         404,
         "No such file",
     ),
+    # issue 13: addresses that wrap private IPv4 or are site-local; no DNS answer in errors
+    (
+        "webhook to 6to4 of loopback",
+        lambda c: c.post(
+            "/v1/webhooks", json={"event_type": "task_failed", "url": "http://[2002:7f00:1::1]/"}
+        ),
+        422,
+        "non-public address (2002:7f00:1::1)",
+    ),
+    (
+        "webhook to site-local v6",
+        lambda c: c.post("/v1/webhooks", json={"event_type": "task_failed", "url": "http://[fec0::1]/"}),
+        422,
+        "non-public",
+    ),
+    (
+        "webhook to nat64 of private v4",
+        lambda c: c.post(
+            "/v1/webhooks", json={"event_type": "task_failed", "url": "http://[64:ff9b::a00:1]/"}
+        ),
+        422,
+        "non-public",
+    ),
+    (
+        "webhook name answer not revealed",
+        lambda c: c.post("/v1/webhooks", json={"event_type": "task_failed", "url": "http://localhost:9/"}),
+        422,
+        "resolves to a non-public address;",
+    ),
 ]
 
 AUTH_CASES: list[tuple[str, Callable[[TestClient], Response], int, str]] = [
@@ -328,6 +357,49 @@ AUTH_CASES: list[tuple[str, Callable[[TestClient], Response], int, str]] = [
         lambda c: c.post("/v1/jobs", files=[("files", ("a.png", GOOD))]),
         401,
         "Authentication required",
+    ),
+    # issue 13: refused from the headers alone, before the declared body; JWT rules
+    (
+        "no credentials, 1 GB declared",
+        raw("POST", "/v1/predict", b"x", {"Content-Length": str(1 << 30)}),
+        401,
+        "Authentication required",
+    ),
+    (
+        "wrong key, 1 GB declared job",
+        raw("POST", "/v1/jobs", b"x", {"Content-Length": str(1 << 30), "X-API-Key": "bad"}),
+        401,
+        "Invalid API key",
+    ),
+    (
+        "jwt living a year",
+        lambda c: c.get(
+            "/v1/jobs/" + NOT_FOUND_ID,
+            headers={
+                "Authorization": "Bearer "
+                + jwt.encode(
+                    {"sub": "x", "scope": "predict", "exp": int(time.time()) + 365 * 86400},
+                    "a-secret-that-is-long-enough-for-hs256!!",
+                )
+            },
+        ),
+        401,
+        "lives longer than the maximum",
+    ),
+    (
+        "jwt for another audience",
+        lambda c: c.get(
+            "/v1/jobs/" + NOT_FOUND_ID,
+            headers={
+                "Authorization": "Bearer "
+                + jwt.encode(
+                    {"sub": "x", "scope": "predict", "aud": "billing", "exp": int(time.time()) + 60},
+                    "a-secret-that-is-long-enough-for-hs256!!",
+                )
+            },
+        ),
+        401,
+        "another audience",
     ),
 ]
 
@@ -414,3 +486,87 @@ def test_archive_of_a_running_job_is_409(make_settings) -> None:
     with TestClient(create_app(make_settings(), backend=backend), raise_server_exceptions=False) as client:
         job = client.post("/v1/jobs", files=[("files", ("a.png", GOOD))]).json()
         _check(client.get(job["status_url"] + "/archive"), 409, "has not finished")
+
+
+class CountingBody:
+    """A 3 MB chunked body that counts how many chunks the server pulled."""
+
+    def __init__(self) -> None:
+        self.pulled = 0
+        self.body, self.headers = multipart([("file", "big.png", GOOD + bytes(3 * MB))])
+
+    def __iter__(self) -> Iterator[bytes]:
+        for start in range(0, len(self.body), 64 * 1024):
+            self.pulled += 1
+            yield self.body[start : start + 64 * 1024]
+
+
+@pytest.mark.parametrize(
+    ("path", "headers", "status", "fragment"),
+    [
+        ("/v1/predict", {}, 401, "Authentication required"),
+        ("/v1/predict", {"X-API-Key": "bad"}, 401, "Invalid API key"),
+        ("/v1/jobs", {"Authorization": "Bearer a.b.c"}, 401, "token is invalid"),
+        ("/v1/webhooks", {"X-API-Key": "good-key"}, 403, "'admin' scope"),
+    ],
+)
+def test_refusals_read_no_body_byte(
+    secured: TestClient, path: str, headers, status: int, fragment: str
+) -> None:
+    body = CountingBody()
+    response = secured.post(path, content=iter(body), headers={**body.headers, **headers})
+    _check(response, status, fragment)
+    assert body.pulled == 0, f"{body.pulled} chunks of the body were read before the refusal"
+    assert response.headers["connection"] == "close"
+
+
+def test_rate_limited_upload_reads_no_body_byte(make_settings) -> None:
+    keys = [{"name": "u", "sha256": hash_key("k"), "scopes": ["predict"], "rate_per_minute": 1}]
+    settings = make_settings(auth_enabled=True, api_keys=keys, rate_limit_burst=1)
+    with TestClient(create_app(settings, backend=FakeBackend()), raise_server_exceptions=False) as client:
+        assert (
+            client.post(
+                "/v1/predict", files={"file": ("a.png", GOOD)}, headers={"X-API-Key": "k"}
+            ).status_code
+            == 200
+        )
+        body = CountingBody()
+        limited = client.post("/v1/predict", content=iter(body), headers={**body.headers, "X-API-Key": "k"})
+    _check(limited, 429, "Rate limit of 1 requests per minute exceeded")
+    assert body.pulled == 0
+
+
+def test_cache_hit_flood_meets_admission(make_settings) -> None:
+    """Repeated tiny uploads of one photo are hits; while the backend is full they get 429."""
+    import threading
+
+    backend = FakeBackend(delay_s=1.0, max_queue=0)
+    with TestClient(create_app(make_settings(), backend=backend), raise_server_exceptions=False) as client:
+        assert client.post("/v1/predict", files={"file": ("a.png", GOOD)}).status_code == 200
+        busy = threading.Thread(
+            target=lambda: client.post("/v1/predict", files={"file": ("b.png", png_bytes(7, 7))})
+        )
+        busy.start()
+        wait_for(lambda: backend.admission.in_flight == 1)
+        flood = [client.post("/v1/predict", files={"file": ("a.png", GOOD)}) for _ in range(5)]
+        busy.join()
+    for response in flood:
+        _check(response, 429, "The server is busy")
+
+
+@pytest.mark.parametrize("kind", ["16-bit png", "float tiff"])
+def test_wide_sample_images_are_served(hostile: TestClient, kind: str) -> None:
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    if kind == "16-bit png":
+        Image.fromarray(np.full((40, 50), 51400, dtype=np.uint16)).save(buffer, format="PNG")
+    else:
+        plane = np.full((40, 50), 0.5, dtype=np.float32)
+        plane[0, 0] = np.nan
+        Image.fromarray(plane, mode="F").save(buffer, format="TIFF")
+    response = hostile.post("/v1/predict", files={"file": ("wide", buffer.getvalue())})
+    assert response.status_code == 200, response.text
