@@ -167,19 +167,34 @@ def test_triton_restart_gives_503_with_retry_after_then_recovers(stack) -> None:
     assert saw_503 and recovered, answers
 
 
-def _predict_during(stack, action: list[str], seed0: int, count: int = 4) -> tuple[list, float]:
-    """``count`` concurrent predictions of new photos, ``compose <action>`` 0.15 s after they start;
-    returns (status, Retry-After, finished-at) per request and when the action began."""
-    answers: list[tuple[int, str | None, float]] = []
+def _active_tasks(stack) -> float:
+    """The gateway's gauge of predictions it holds (in flight or waiting for a slot)."""
+    text = httpx.get(stack.url("GATEWAY", "/metrics"), timeout=5).text
+    found = re.search(r"^active_tasks (\S+)$", text, re.M)
+    return float(found.group(1)) if found else 0.0
 
-    def one(seed: int) -> None:
-        response = predict(stack, photo_like_jpeg(480, 360, seed=seed))
+
+def _predict_during(stack, action: list[str], seed0: int, count: int = 4) -> tuple[list, float]:
+    """``count`` concurrent predictions of new photos, then ``compose <action>`` as soon as the
+    gateway holds them all (its ``active_tasks`` gauge); returns (status, Retry-After,
+    finished-at) per request, and when the action began. A request the gateway never accepted
+    would end in a connection error, which fails the caller's count check."""
+    photos = [photo_like_jpeg(480, 360, seed=seed0 + n) for n in range(count)]  # before the clock
+    answers: list[tuple[int, str | None, float]] = []
+    start = threading.Barrier(count + 1)
+
+    def one(photo: bytes) -> None:
+        start.wait()
+        response = predict(stack, photo)
         answers.append((response.status_code, response.headers.get("retry-after"), time.monotonic()))
 
-    threads = [threading.Thread(target=one, args=(seed0 + n,)) for n in range(count)]
+    threads = [threading.Thread(target=one, args=(photo,)) for photo in photos]
     for thread in threads:
         thread.start()
-    time.sleep(0.15)  # every upload accepted, none answered yet
+    start.wait()
+    deadline = time.monotonic() + 10
+    while _active_tasks(stack) < count and time.monotonic() < deadline:
+        time.sleep(0.02)
     began = time.monotonic()
     stack.compose(*action, log="compose.log")
     for thread in threads:
@@ -190,11 +205,13 @@ def _predict_during(stack, action: list[str], seed0: int, count: int = 4) -> tup
 def test_stopping_the_gateway_finishes_what_it_accepted(stack) -> None:
     """`docker compose stop gateway` during requests: the gateway takes no new work but answers
     every request it accepted (uvicorn's graceful shutdown, MLSHARP_SHUTDOWN_GRACE_S)."""
-    answers, began = _predict_during(stack, ["stop", "gateway"], seed0=500, count=6)
+    try:
+        answers, began = _predict_during(stack, ["stop", "gateway"], seed0=500, count=6)
+    finally:
+        stack.up("compose start after the graceful stops")
     stack.phases.notes.append(f"gateway stop: {[a[0] for a in answers]}")
     assert [status for status, _, _ in answers] == [200] * 6, answers
     assert any(finished > began for _, _, finished in answers), "no request was in flight at the stop"
-    stack.up("compose start after the graceful stops")
 
 
 def test_stopping_triton_mid_request_answers_503_with_retry_after(stack) -> None:
@@ -203,12 +220,14 @@ def test_stopping_triton_mid_request_answers_503_with_retry_after(stack) -> None
     for model has stopped accepting new inference", UNAVAILABLE; seen with a local tritonserver
     too), so a request in flight fails: the gateway must answer it with a 503 and Retry-After
     (the client's cue to retry), never a 500/502 or a dropped connection."""
-    answers, _ = _predict_during(stack, ["stop", "triton"], seed0=600)
+    try:
+        answers, _ = _predict_during(stack, ["stop", "triton"], seed0=600)
+    finally:
+        stack.up("compose start after the graceful stops")
     stack.phases.notes.append(f"triton stop: {[a[0] for a in answers]}")
     assert len(answers) == 4, answers
     assert all(status in (200, 503) for status, _, _ in answers), answers
     assert all(retry and int(retry) > 0 for status, retry, _ in answers if status == 503), answers
-    stack.up("compose start after the graceful stops")
     assert predict(stack, photo_like_jpeg(320, 240, seed=700)).status_code == 200
 
 
