@@ -13,6 +13,7 @@ Under CI=true a missing Docker engine fails the run instead of skipping it.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -137,10 +138,10 @@ def test_triton_restart_gives_503_with_retry_after_then_recovers(stack) -> None:
     200 or a 503 with Retry-After (never a 5xx without it, never a lost connection), and requests
     succeed again once Triton is back."""
     answers: list[tuple[int, str | None]] = []
-    photos = (photo_like_jpeg(320, 240, seed=100 + n) for n in range(10_000))  # never a cache hit
+    seeds = itertools.count(100)  # a new photo each time: never a cache hit (next() is atomic)
 
     def in_flight() -> None:
-        response = predict(stack, next(photos))
+        response = predict(stack, photo_like_jpeg(320, 240, seed=next(seeds)))
         answers.append((response.status_code, response.headers.get("retry-after")))
 
     thread = threading.Thread(target=in_flight)
@@ -150,16 +151,19 @@ def test_triton_restart_gives_503_with_retry_after_then_recovers(stack) -> None:
     restart.start()
     deadline = time.monotonic() + 300
     saw_503 = recovered = False
-    while time.monotonic() < deadline:
-        response = predict(stack, next(photos), timeout=60)
-        answers.append((response.status_code, response.headers.get("retry-after")))
-        saw_503 |= response.status_code == 503
-        if response.status_code == 200 and saw_503 and not restart.is_alive():
-            recovered = True
-            break
-        time.sleep(0.5)
-    thread.join(120)
-    restart.join(120)
+    try:
+        while time.monotonic() < deadline:
+            response = predict(stack, photo_like_jpeg(320, 240, seed=next(seeds)), timeout=60)
+            answers.append((response.status_code, response.headers.get("retry-after")))
+            saw_503 |= response.status_code == 503
+            if response.status_code == 200 and saw_503 and not restart.is_alive():
+                recovered = True
+                break
+            time.sleep(0.5)
+    finally:
+        thread.join(120)
+        restart.join(120)
+        stack.up("compose start after the graceful stops")  # healthy again for the next tests
     counts = {status: sum(1 for s, _ in answers if s == status) for status, _ in answers}
     stack.phases.notes.append(f"triton restart: answers by status {counts} (in flight + polling)")
     assert all(status in (200, 503) for status, _ in answers), answers
