@@ -76,6 +76,10 @@ class TritonBackend:
                 ("grpc.max_send_message_length", size),
                 ("grpc.max_receive_message_length", size),
                 ("grpc.keepalive_time_ms", 30_000),
+                # After a Triton restart, reconnect within 2 s: gRPC's default backoff grows to
+                # 120 s, and the compose stage saw 503s go on after Triton was healthy again.
+                ("grpc.initial_reconnect_backoff_ms", 500),
+                ("grpc.max_reconnect_backoff_ms", 2_000),
             ],
         )
         if self._settings.triton_model_id is None:

@@ -232,7 +232,14 @@ def test_stopping_triton_mid_request_answers_503_with_retry_after(stack) -> None
     assert len(answers) == 4, answers
     assert all(status in (200, 503) for status, _, _ in answers), answers
     assert all(retry and int(retry) > 0 for status, retry, _ in answers if status == 503), answers
-    assert predict(stack, photo_like_jpeg(320, 240, seed=700)).status_code == 200
+    # Triton is healthy again (`up --wait`): the gateway reconnects within seconds, not after
+    # gRPC's default backoff (up to 120 s).
+    healthy = time.monotonic()
+    while (status := predict(stack, photo_like_jpeg(320, 240, seed=700)).status_code) != 200:
+        assert status == 503 and time.monotonic() - healthy < 10, status
+        time.sleep(0.5)
+    back_s = time.monotonic() - healthy
+    stack.phases.notes.append(f"gateway served again {back_s:.1f} s after Triton was healthy")
 
 
 def test_down_then_up_keeps_the_export_and_the_results(stack) -> None:
