@@ -32,7 +32,7 @@ def run_request(server: TritonServer, image: bytes, fmt: str) -> tuple[float, in
         grpcclient.InferInput("image_bytes", [1, 1], "BYTES"),
         grpcclient.InferInput("focal_px", [1, 1], "FP32"),
         grpcclient.InferInput("focal_mm", [1, 1], "FP32"),
-        grpcclient.InferInput("format", [1, 1], "BYTES"),
+        grpcclient.InferInput("formats", [1, 1], "BYTES"),
     ]
     inputs[0].set_data_from_numpy(np.array([[image]], dtype=object))
     inputs[1].set_data_from_numpy(np.zeros((1, 1), np.float32))
@@ -41,7 +41,7 @@ def run_request(server: TritonServer, image: bytes, fmt: str) -> tuple[float, in
     start = time.perf_counter()
     result = client.infer("mlsharp", inputs, client_timeout=3600)
     seconds = time.perf_counter() - start
-    return seconds, len(result.as_numpy("scene")[0][0])
+    return seconds, len(result.as_numpy("scenes")[0][0])
 
 
 def main() -> int:

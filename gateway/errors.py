@@ -145,10 +145,36 @@ def status_for(error: BaseException) -> int:
     return 500
 
 
-def error_body(status: int, message: str, path: str) -> dict[str, Any]:
-    """The one error shape of the API (the seed's, kept for clients)."""
+#: the code of an error that has no class of its own (framework 404/405, unknown exceptions)
+_STATUS_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_request",
+    429: "rate_limited",
+    500: "internal_error",
+    502: "backend_error",
+    503: "backend_unavailable",
+}
+
+
+def error_code(error: BaseException | None, status: int) -> str:
+    """The machine-readable code clients switch on (never the English message)."""
+    if isinstance(error, GatewayError | MLSharpError):
+        return error.code
+    return _STATUS_CODES.get(status, "error")
+
+
+def error_body(status: int, message: str, path: str, code: str | None = None) -> dict[str, Any]:
+    """The one error shape of the API: the seed's fields plus ``code``."""
     return {
         "error": _REASONS.get(status, "Error"),
+        "code": code or _STATUS_CODES.get(status, "error"),
         "message": message,
         "status_code": status,
         "path": path,
@@ -167,7 +193,8 @@ def error_response(error: BaseException, path: str) -> JSONResponse:
     headers = getattr(error, "headers", None) or {}
     if status == 401:
         headers = {"WWW-Authenticate": 'Bearer realm="mlsharp"', **headers}
-    return JSONResponse(error_body(status, message, path), status_code=status, headers=headers)
+    body = error_body(status, message, path, error_code(error, status))
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def _describe_validation(error: RequestValidationError) -> str:

@@ -91,9 +91,11 @@ class Settings(BaseSettings):
     local_device: str = "cpu"
     local_download: bool = True
 
-    # admission control (TEI-style): in-flight inferences and how many may wait for a slot
-    max_in_flight: int = Field(default=1, ge=1, le=1024)
-    max_queue: int = Field(default=8, ge=0, le=100_000)
+    # admission control (TEI-style): in-flight inferences and how many may wait for a slot.
+    # None = from the served model: Triton's sharp max_batch_size x instances x 2 (one batch
+    # runs while the next forms), 1 for the local backend (one network at a time)
+    max_in_flight: int | None = Field(default=None, ge=1, le=1024)
+    max_queue: int = Field(default=64, ge=0, le=100_000)
     retry_after_s: int = Field(default=5, ge=1, le=3600)
 
     # uploads

@@ -117,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "image_bytes": np.array([[photo]], dtype=object),
                 "focal_px": np.zeros((1, 1), np.float32),
                 "focal_mm": np.zeros((1, 1), np.float32),
-                "format": np.array([[b"ply"]], dtype=object),
+                "formats": np.array([[b"ply"]], dtype=object),
             }
             inputs = []
             for name, value in arrays.items():
@@ -126,8 +126,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
                 tensor.set_data_from_numpy(value)
                 inputs.append(tensor)
-            result = client.infer("mlsharp", inputs, outputs=[grpcclient.InferRequestedOutput("scene")])
-            return bytes(result.as_numpy("scene").reshape(-1)[0])
+            result = client.infer("mlsharp", inputs, outputs=[grpcclient.InferRequestedOutput("scenes")])
+            return bytes(result.as_numpy("scenes").reshape(-1)[0])
 
         load_before = os.getloadavg()
         for _ in range(args.warmup):  # first-run allocations and ORT/torch set-up

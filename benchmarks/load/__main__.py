@@ -1,6 +1,7 @@
 """``python -m benchmarks.load``: bounded asyncio load on the gateway's ``POST /v1/predict``.
 
-Loopback only. Reports p50/p95/p99 latency, throughput, errors by status and the peak RSS of the
+Loopback only. Reports p50/p95/p99 latency, throughput, errors by status, 429s apart from errors
+(each retried after its ``Retry-After``) and the peak RSS of the
 gateway and Triton (each summed with its child processes) sampled from /proc during the run.
 Requests already in flight when ``--duration-s`` runs out are allowed to finish and are counted.
 """
@@ -31,6 +32,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="ply")
     p.add_argument("--warmup", type=int, default=1, help="uncounted requests sent first, one at a time")
     p.add_argument("--allow-cache", action="store_true", help="repeat photos verbatim (measures the cache)")
+    p.add_argument("--max-retries", type=int, default=5, help="retries of a 429 after its Retry-After")
     p.add_argument("--api-key", help="X-API-Key, when the gateway has auth enabled")
     p.add_argument("--gateway-pid", type=int, action="append", default=[], help="default: found by name")
     p.add_argument("--triton-pid", type=int, action="append", default=[], help="default: found by name")
@@ -61,6 +63,9 @@ def summary(result: LoadResult, peaks: PeakRss, args: argparse.Namespace) -> dic
         "wall_s": round(result.wall_s, 3),
         "ok": result.ok,
         "errors": result.errors,
+        "rejected_429": result.rejected,
+        "throttled_429": result.throttled,
+        "retry_wait_s": round(result.retry_wait_s, 3),
         "statuses": dict(result.statuses),
         "throughput_rps": round(result.throughput, 4),
         "p50_ms": round(result.percentile_ms(50), 1),
@@ -98,6 +103,7 @@ async def _main(args: argparse.Namespace) -> dict[str, object]:
             api_key=args.api_key,
             warmup=args.warmup,
             allow_cache=args.allow_cache,
+            max_retries=args.max_retries,
         )
     finally:
         stop.set()
@@ -116,7 +122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"{report['requests_sent']} requests, concurrency {args.concurrency}, {report['wall_s']} s "
         f"(stopped by {report['stopped_by']}): ok {report['ok']}, "
-        f"errors {report['errors']} {report['statuses']}"
+        f"errors {report['errors']}, 429 answers {report['throttled_429']} "
+        f"(still refused after retries: {report['rejected_429']}) {report['statuses']}"
     )
     print(
         f"throughput {report['throughput_rps']} req/s  p50 {report['p50_ms']} ms  "

@@ -30,6 +30,14 @@ def unique_jpeg(photo: bytes, serial: int) -> bytes:
     return photo[:2] + b"\xff\xfe" + (len(payload) + 2).to_bytes(2, "big") + payload + photo[2:]
 
 
+def retry_after_s(value: str | None, default_s: float = 1.0) -> float:
+    """``Retry-After`` in seconds (the delta form the gateway sends), bounded to 0..600 s."""
+    try:
+        return min(600.0, max(0.0, float(value))) if value is not None else default_s
+    except ValueError:
+        return default_s
+
+
 class NotLoopbackError(ValueError):
     """The target URL does not resolve to a loopback address only."""
 
@@ -50,20 +58,32 @@ def require_loopback(url: str) -> None:
 
 @dataclass
 class LoadResult:
-    """Latencies of completed requests (any status) and counts by status."""
+    """Latencies of completed requests (any final status), final counts by status, and the 429s
+    (admission said "come back later"), which are not errors: they are retried after the
+    server's ``Retry-After`` and counted on their own."""
 
     latencies_s: list[float] = field(default_factory=list)
     statuses: Counter[str] = field(default_factory=Counter)
     wall_s: float = 0.0
     stopped_by: str = "requests"
+    #: 429 answers received, retried or not
+    throttled: int = 0
+    #: seconds spent waiting as Retry-After asked
+    retry_wait_s: float = 0.0
 
     @property
     def ok(self) -> int:
         return self.statuses.get("200", 0)
 
     @property
+    def rejected(self) -> int:
+        """Requests still refused with 429 after every retry."""
+        return self.statuses.get("429", 0)
+
+    @property
     def errors(self) -> int:
-        return sum(self.statuses.values()) - self.ok
+        """Final outcomes that are neither a success nor a 429."""
+        return sum(self.statuses.values()) - self.ok - self.rejected
 
     def percentile_ms(self, q: float) -> float:
         """Latency percentile over successful and failed requests alike."""
@@ -87,11 +107,14 @@ async def run_load(
     timeout_s: float = 600.0,
     warmup: int = 0,
     allow_cache: bool = False,
+    max_retries: int = 5,
 ) -> LoadResult:
     """Send up to ``requests`` predictions with ``concurrency`` workers, stopping at ``duration_s``.
 
     ``warmup`` requests go first, one at a time, and are not counted (first-run model set-up).
-    Every image is made unique (see :func:`unique_jpeg`) unless ``allow_cache``.
+    Every image is made unique (see :func:`unique_jpeg`) unless ``allow_cache``. A 429 is retried
+    up to ``max_retries`` times after the ``Retry-After`` it carries, as a polite client would;
+    the latency of such a request includes the wait.
     """
 
     def image(serial: int) -> bytes:
@@ -113,14 +136,23 @@ async def run_load(
             files = {"file": ("photo.jpg", image(warmup + issued), "image/jpeg")}
             issued += 1
             start = time.perf_counter()
-            try:
-                response = await client.post(
-                    "/v1/predict", files=files, data={"format": fmt}, headers=headers
-                )
-                await response.aread()
-                status = str(response.status_code)
-            except httpx.HTTPError as error:
-                status = type(error).__name__
+            for attempt in range(max_retries + 1):
+                try:
+                    response = await client.post(
+                        "/v1/predict", files=files, data={"format": fmt}, headers=headers
+                    )
+                    await response.aread()
+                    status = str(response.status_code)
+                except httpx.HTTPError as error:
+                    status = type(error).__name__
+                    break
+                if status != "429":
+                    break
+                result.throttled += 1
+                if attempt < max_retries:
+                    wait_s = retry_after_s(response.headers.get("retry-after"))
+                    result.retry_wait_s += wait_s
+                    await asyncio.sleep(wait_s)
             result.latencies_s.append(time.perf_counter() - start)
             result.statuses[status] += 1
 

@@ -21,12 +21,6 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 JobId = Annotated[str, Path(max_length=64, description="Job id from POST /v1/jobs")]
 
 
-def _formats(values: list[str] | None, default: tuple[str, ...]) -> tuple[str, ...]:
-    """``format`` may repeat and each value may be a comma-separated list."""
-    names = [part.strip().lower() for value in values or [] for part in value.split(",") if part.strip()]
-    return tuple(dict.fromkeys(names)) or default
-
-
 @router.post(
     "",
     status_code=202,
@@ -44,8 +38,7 @@ async def submit_job(
     focal_mm: Annotated[float | None, Form()] = None,
 ) -> dict:
     settings = services.settings
-    formats = _formats(format, settings.formats_default)
-    checked = [check_params(fmt, focal_px, focal_mm, fmt) for fmt in formats]  # names and focal
+    focal = check_params(format, focal_px, focal_mm, settings.formats_default)
     if not files:
         raise Unprocessable("Send at least one file in the 'files' field.")
     if len(files) > settings.job_max_files:
@@ -58,9 +51,8 @@ async def submit_job(
             error.args = (f"{upload.filename or 'file'}: {error}",)  # say which file of the batch
             raise
         uploads.append((upload.filename or "image", safe_stem(upload.filename), data))
-    focal = checked[0]
     job_id = await services.jobs.submit(
-        principal.name, uploads, formats, focal.focal_px, focal.focal_mm, base_url
+        principal.name, uploads, focal.formats, focal.focal_px, focal.focal_mm, base_url
     )
     return {
         "job_id": job_id,

@@ -1,4 +1,6 @@
-"""POST /v1/predict: one image in, one scene file URL out (the seed's synchronous contract)."""
+"""POST /v1/predict: one image in, one scene file URL per requested format out (one network run).
+
+``url`` is the first format's download, as in the seed's contract; ``urls`` has every format."""
 
 from __future__ import annotations
 
@@ -26,9 +28,12 @@ async def predict(
     file: Annotated[UploadFile, File(description="The photo (JPEG, PNG, WebP, HEIC, ...)")],
     focal_px: Annotated[float | None, Form(description="Focal length override in pixels")] = None,
     focal_mm: Annotated[float | None, Form(description="35 mm-equivalent focal length override")] = None,
-    format: Annotated[str | None, Form(description="ply, ply-clean, spz or splat")] = None,
+    format: Annotated[
+        list[str] | None,
+        Form(description="ply, ply-clean, spz or splat; repeated or comma-separated (default ply)"),
+    ] = None,
 ) -> dict:
     settings = services.settings
-    params = check_params(format, focal_px, focal_mm, settings.formats_default[0])
+    params = check_params(format, focal_px, focal_mm, settings.formats_default[:1])
     data = await read_image(file, settings)
     return await services.predict.predict_task(data, params, owner=principal.name, base_url=base_url)

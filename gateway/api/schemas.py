@@ -16,15 +16,25 @@ from gateway.service.webhooks import EventType
 
 class ErrorBody(BaseModel):
     error: str
+    code: str = Field(description="Machine-readable error code (e.g. invalid_image, overloaded)")
     message: str
     status_code: int
     path: str
     timestamp: str
 
 
+class ImageSizeModel(BaseModel):
+    width_px: int
+    height_px: int
+
+
 class PredictResponse(BaseModel):
     status: Literal["success"]
-    url: str
+    url: str = Field(description="Download of the first requested format (the seed's field)")
+    urls: dict[str, str] = Field(default_factory=dict, description="One download per requested format")
+    metadata_url: str | None = None
+    image_size: ImageSizeModel | None = Field(default=None, description="The photo's size in pixels")
+    cached: bool = False
     processing_time: float
     task_id: str
 
@@ -104,6 +114,7 @@ class JobFile(BaseModel):
     filename: str
     state: str
     error: str | None
+    error_code: str | None = Field(default=None, description="Machine-readable error code")
     processing_time: float | None
     downloads: dict[str, str]
 
@@ -139,6 +150,7 @@ def job_status(job: dict[str, Any], base_url: str) -> JobStatus:
                 filename=row["filename"],
                 state=row["state"],
                 error=row["error"],
+                error_code=row.get("error_code"),
                 processing_time=row["processing_time"],
                 downloads={fmt: f"{base_url}/files/{job_id}/{name}" for fmt, name in outputs.items()},
             )

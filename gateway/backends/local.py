@@ -44,14 +44,13 @@ class LocalBackend:
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._admission = Admission(settings.max_in_flight, settings.max_queue, settings.retry_after_s)
-        self._executor = ThreadPoolExecutor(
-            max_workers=settings.max_in_flight, thread_name_prefix="mlsharp-infer"
-        )
+        in_flight = settings.max_in_flight or 1  # one network at a time unless configured
+        self._admission = Admission(in_flight, settings.max_queue, settings.retry_after_s)
+        self._executor = ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="mlsharp-infer")
         self._pipeline: Any = None
         self._loading: asyncio.Task[None] | None = None
         self.load_error: str | None = None
-        self.model_id = "loading"
+        self.model_id = ""  # set from the loaded weights; not ready before
 
     async def start(self) -> None:
         """Load the network in the background so the HTTP server answers (503) meanwhile."""
@@ -105,7 +104,7 @@ class LocalBackend:
         image_bytes: bytes,
         focal_px: float | None,
         focal_mm: float | None,
-        fmt: str,
+        formats: tuple[str, ...],
         *,
         wait: bool = False,
     ) -> InferenceResult:
@@ -114,11 +113,14 @@ class LocalBackend:
             raise BackendUnavailable(f"The local model is not ready: {reason}.")
         async with self._admission.slot(wait=wait):
             loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._executor, self._run, image_bytes, focal_px, focal_mm, fmt)
+            return await loop.run_in_executor(
+                self._executor, self._run, image_bytes, focal_px, focal_mm, formats
+            )
 
     def _run(
-        self, image_bytes: bytes, focal_px: float | None, focal_mm: float | None, fmt: str
+        self, image_bytes: bytes, focal_px: float | None, focal_mm: float | None, formats: tuple[str, ...]
     ) -> InferenceResult:
+        """Decode, then ONE network run and every requested encoding (ScenePipeline.predict)."""
         from mlsharp.imaging import decode_image
 
         start = time.perf_counter()
@@ -130,6 +132,6 @@ class LocalBackend:
             focal_mm=focal_mm,
         )
         decode_s = time.perf_counter() - start
-        scene = self._pipeline.predict(decoded, (fmt,))
+        scene = self._pipeline.predict(decoded, formats)
         timings = {"decode": decode_s, **scene.stage_seconds}
-        return InferenceResult(scene.encoded[fmt], scene.metadata, timings)
+        return InferenceResult(scene.encoded, scene.metadata, timings)

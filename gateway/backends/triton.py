@@ -11,7 +11,7 @@ import json
 import logging
 import re
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 import numpy as np
@@ -20,34 +20,25 @@ from gateway.backends.base import Admission, InferenceResult, no_gpu
 from gateway.errors import BackendError, BackendUnavailable
 from gateway.logs import request_id_var
 from gateway.settings import Settings
-from mlsharp.errors import InvalidParameterError, MLSharpError
+from mlsharp.errors import InvalidParameterError, error_from_code
 
 log = logging.getLogger("gateway.backend.triton")
 
 _UNAVAILABLE = ("UNAVAILABLE", "DEADLINE_EXCEEDED", "CANCELLED", "RESOURCE_EXHAUSTED")
 
 
-def _error_classes() -> dict[str, type[MLSharpError]]:
-    classes, todo = {}, [MLSharpError]
-    while todo:
-        cls = todo.pop()
-        classes[cls.code] = cls
-        todo.extend(cls.__subclasses__())
-    return classes
-
-
 def typed_error(message: str, status: str | None) -> Exception:
-    """Map a Triton error to our types: the models send ``"<code>: <message>"`` for every
-    MLSharpError (see mlsharp.triton.backend), transport failures map by gRPC status."""
+    """Map a Triton error to our types: the models send a JSON ``{"code", "message"}`` for every
+    error (see mlsharp.triton.backend), transport failures map by gRPC status."""
     from mlsharp.triton.backend import parse_error_text  # the models' side of the convention
 
     status = (status or "").replace("StatusCode.", "")
     if status in _UNAVAILABLE or not status:
         return BackendUnavailable(f"Triton is unavailable ({status or 'no connection'}).")
     code, text = parse_error_text(message)
-    error_class = _error_classes().get(code)
-    if error_class is not None:
-        return error_class(text)
+    typed = error_from_code(code, text)
+    if typed is not None:
+        return typed
     if status == "INVALID_ARGUMENT":
         return InvalidParameterError(text)
     if status == "NOT_FOUND":
@@ -55,16 +46,49 @@ def typed_error(message: str, status: str | None) -> Exception:
     return BackendError(f"The inference server failed on this request ({code}).")
 
 
+class ServedConfig(NamedTuple):
+    """What the gateway needs from the served repository: the model id and the batching shape."""
+
+    model_id: str | None
+    max_batch_size: int
+    instances: int
+
+
+def served_config(sharp: dict[str, Any], ensemble: dict[str, Any] | None = None) -> ServedConfig:
+    """Read ``parameters.model_id`` (ensemble first, then ``sharp``), ``max_batch_size`` and the
+    instance count of ``sharp`` from Triton's JSON model configs."""
+    model_id = None
+    for config in (ensemble or {}, sharp):
+        value = config.get("parameters", {}).get("model_id", {}).get("string_value")
+        if value:
+            model_id = str(value)
+            break
+    groups = sharp.get("instance_group") or [{}]
+    instances = sum(int(group.get("count", 1)) for group in groups)
+    return ServedConfig(model_id, max(1, int(sharp.get("max_batch_size", 1))), max(1, instances))
+
+
+def default_in_flight(config: ServedConfig) -> int:
+    """Enough requests in flight for the batcher to fill every instance twice over: one batch
+    runs while the next one forms (and preprocess/postprocess overlap with the network)."""
+    return config.max_batch_size * config.instances * 2
+
+
 class TritonBackend:
-    """Calls the ensemble with ``image_bytes``, ``focal_px``, ``focal_mm``, ``format``."""
+    """Calls the ensemble with ``image_bytes``, ``focal_px``, ``focal_mm``, ``formats``.
+
+    Not ready until the model id has been read from the served config (or set explicitly): the
+    id is part of every cache key, so an invented one could serve another model's scenes.
+    """
 
     name = "triton"
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._admission = Admission(settings.max_in_flight, settings.max_queue, settings.retry_after_s)
+        self._admission = Admission(settings.max_in_flight or 1, settings.max_queue, settings.retry_after_s)
         self._client: Any = None
-        self.model_id = settings.triton_model_id or f"triton:{settings.triton_model}"
+        self.model_id = settings.triton_model_id or ""
+        self.served: ServedConfig | None = None
 
     async def start(self) -> None:
         import tritonclient.grpc.aio as grpcclient
@@ -82,23 +106,37 @@ class TritonBackend:
                 ("grpc.max_reconnect_backoff_ms", 2_000),
             ],
         )
-        if self._settings.triton_model_id is None:
-            await self._discover_model_id()
+        await self._read_served_config()
 
-    async def _discover_model_id(self) -> None:
-        """Read ``parameters { key: "model_id" }`` from the ensemble (or ``sharp``) config."""
-        for model in (self._settings.triton_model, "sharp"):
-            try:
-                config = await self._client.get_model_config(
-                    model, as_json=True, client_timeout=self._settings.triton_ready_timeout_s
-                )
-            except Exception:
-                continue
-            params = config.get("config", {}).get("parameters", {})
-            value = params.get("model_id", {}).get("string_value")
-            if value:
-                self.model_id = value
-                return
+    async def _config(self, model: str) -> dict[str, Any] | None:
+        try:
+            reply = await self._client.get_model_config(
+                model, as_json=True, client_timeout=self._settings.triton_ready_timeout_s
+            )
+        except Exception:
+            return None
+        return dict(reply.get("config", {}))
+
+    async def _read_served_config(self) -> bool:
+        """Model id and admission limit from the served configs; False while they cannot be read."""
+        if self.served is not None:
+            return True
+        sharp = await self._config("sharp")
+        if sharp is None:
+            return False
+        config = served_config(sharp, await self._config(self._settings.triton_model))
+        model_id = self._settings.triton_model_id or config.model_id
+        if not model_id:
+            log.error("the served config has no model_id parameter; set triton_model_id")
+            return False
+        self.model_id, self.served = model_id, config
+        if self._settings.max_in_flight is None:
+            self._admission.resize(default_in_flight(config))
+        log.info(
+            "triton model config read",
+            extra={"model_id": model_id, "max_in_flight": self._admission.max_in_flight},
+        )
+        return True
 
     async def close(self) -> None:
         if self._client is not None:
@@ -113,9 +151,7 @@ class TritonBackend:
             )
         except Exception:
             return False
-        if ok and self.model_id.startswith("triton:") and self._settings.triton_model_id is None:
-            await self._discover_model_id()
-        return bool(ok)
+        return bool(ok) and await self._read_served_config()
 
     def load(self) -> dict[str, int]:
         return self._admission.load()
@@ -152,26 +188,26 @@ class TritonBackend:
         image_bytes: bytes,
         focal_px: float | None,
         focal_mm: float | None,
-        fmt: str,
+        formats: tuple[str, ...],
         *,
         wait: bool = False,
     ) -> InferenceResult:
         from tritonclient.grpc import InferInput, InferRequestedOutput
         from tritonclient.utils import InferenceServerException
 
-        if self._client is None:
-            raise BackendUnavailable("The Triton client is not started.")
+        if self._client is None or not await self._read_served_config():
+            raise BackendUnavailable("Triton's model config has not been read yet.")
         inputs = [
             InferInput("image_bytes", [1, 1], "BYTES"),
             InferInput("focal_px", [1, 1], "FP32"),
             InferInput("focal_mm", [1, 1], "FP32"),
-            InferInput("format", [1, 1], "BYTES"),
+            InferInput("formats", [1, len(formats)], "BYTES"),
         ]
         inputs[0].set_data_from_numpy(np.array([[image_bytes]], dtype=np.object_))
         inputs[1].set_data_from_numpy(np.array([[focal_px or -1.0]], dtype=np.float32))
         inputs[2].set_data_from_numpy(np.array([[focal_mm or -1.0]], dtype=np.float32))
-        inputs[3].set_data_from_numpy(np.array([[fmt.encode()]], dtype=np.object_))
-        outputs = [InferRequestedOutput("scene"), InferRequestedOutput("metadata")]
+        inputs[3].set_data_from_numpy(np.array([[fmt.encode() for fmt in formats]], dtype=np.object_))
+        outputs = [InferRequestedOutput("scenes"), InferRequestedOutput("metadata")]
         async with self._admission.slot(wait=wait):
             start = time.perf_counter()
             try:
@@ -187,9 +223,11 @@ class TritonBackend:
                 log.warning("triton error: %s", error.message(), extra={"mapped": type(typed).__name__})
                 raise typed from None
             elapsed = time.perf_counter() - start
-        scene = result.as_numpy("scene").reshape(-1)[0]
+        scenes = [bytes(item) for item in result.as_numpy("scenes").reshape(-1)]
+        if len(scenes) != len(formats):
+            raise BackendError(f"Triton returned {len(scenes)} scenes for {len(formats)} formats.")
         metadata_raw = result.as_numpy("metadata").reshape(-1)[0]
         metadata = json.loads(
             metadata_raw.decode("utf-8") if isinstance(metadata_raw, bytes) else metadata_raw
         )
-        return InferenceResult(bytes(scene), metadata, {"triton": elapsed})
+        return InferenceResult(dict(zip(formats, scenes, strict=True)), metadata, {"triton": elapsed})

@@ -1,9 +1,12 @@
-"""Result cache: encoded scene bytes + JSON metadata, never pickles or tensors.
+"""Result cache: an index of stored scenes (their metadata JSON), never pickles or tensors.
 
-Key = sha256 over (sha256 of the image bytes, focal override, model id, format), so a new
-checkpoint or another format can never return a stale scene. In-process LRU bounded in bytes by
-default; Redis (``redis.asyncio``) when configured, shared by replicas. A Redis failure is a
-cache miss plus a warning and a metric, never a failed request.
+Key = sha256 over (sha256 of the image bytes, focal override, model id): one entry per SCENE,
+whatever formats were asked for, so a new checkpoint never returns a stale scene and another
+format of the same photo is an encoding, not an inference. The scene bytes themselves live once,
+in the content-addressed :class:`gateway.service.scenes.SceneStore`; an entry whose stored PLY is
+gone counts as a miss. In-process LRU by default; Redis (``redis.asyncio``) when configured,
+shared by replicas. A Redis failure is a cache miss plus a warning and a metric, never a failed
+request.
 """
 
 from __future__ import annotations
@@ -21,15 +24,17 @@ log = logging.getLogger("gateway.cache")
 
 
 class CachedScene(NamedTuple):
-    scene: bytes
+    """What the index keeps per scene: its metadata (the bytes are in the scene store)."""
+
     metadata: dict[str, Any]
 
 
-def cache_key(
-    image_sha256: str, focal_px: float | None, focal_mm: float | None, model_id: str, fmt: str
-) -> str:
+def scene_key(image_sha256: str, focal_px: float | None, focal_mm: float | None, model_id: str) -> str:
+    """The scene's identity: the image, the focal override and the weights, never the format."""
+    if not model_id:
+        raise ValueError("no model id: the backend has not read its served config yet")
     focal = f"px={focal_px!r};mm={focal_mm!r}"
-    material = "\n".join(("v1", image_sha256, focal, model_id, fmt))
+    material = "\n".join(("v2", image_sha256, focal, model_id))
     return hashlib.sha256(material.encode()).hexdigest()
 
 
@@ -56,28 +61,27 @@ class MemoryCache:
         self.max_bytes = max_bytes
         self.max_entries = max_entries
         self.bytes = 0
-        self._items: OrderedDict[str, tuple[bytes, bytes]] = OrderedDict()
+        self._items: OrderedDict[str, bytes] = OrderedDict()
 
     async def get(self, key: str) -> CachedScene | None:
         item = self._items.get(key)
         if item is None:
             return None
         self._items.move_to_end(key)
-        return CachedScene(item[0], json.loads(item[1]))
+        return CachedScene(json.loads(item))
 
     async def set(self, key: str, value: CachedScene) -> None:
         meta = json.dumps(value.metadata).encode()
-        cost = len(value.scene) + len(meta)
-        if cost > self.max_bytes:
+        if len(meta) > self.max_bytes:
             return  # larger than the whole cache: not worth evicting everything for
         old = self._items.pop(key, None)
         if old is not None:
-            self.bytes -= len(old[0]) + len(old[1])
-        self._items[key] = (value.scene, meta)
-        self.bytes += cost
+            self.bytes -= len(old)
+        self._items[key] = meta
+        self.bytes += len(meta)
         while self.bytes > self.max_bytes or len(self._items) > self.max_entries:
-            _, (scene, meta_old) = self._items.popitem(last=False)
-            self.bytes -= len(scene) + len(meta_old)
+            _, meta_old = self._items.popitem(last=False)
+            self.bytes -= len(meta_old)
 
     async def clear(self) -> int:
         count = len(self._items)
@@ -93,7 +97,7 @@ class MemoryCache:
 
 
 class RedisCache:
-    """Hashes ``{scene, meta}`` with a TTL; a sorted-set index replaces the seed's ``KEYS`` scans."""
+    """Hashes ``{meta}`` with a TTL; a sorted-set index replaces the seed's ``KEYS`` scans."""
 
     kind = "redis"
 
@@ -109,17 +113,18 @@ class RedisCache:
         self._index = prefix + "index"
 
     async def get(self, key: str) -> CachedScene | None:
-        scene, meta = await self._redis.hmget(self.prefix + key, ["scene", "meta"])
-        if scene is None or meta is None:
+        meta = await self._redis.hget(self.prefix + key, "meta")
+        if meta is None:
             return None
-        return CachedScene(bytes(scene), json.loads(meta))
+        return CachedScene(json.loads(meta))
 
     async def set(self, key: str, value: CachedScene) -> None:
-        if len(value.scene) > self.max_entry_bytes:
+        meta = json.dumps(value.metadata)
+        if len(meta) > self.max_entry_bytes:
             return
         now = time.time()
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(self.prefix + key, mapping={"scene": value.scene, "meta": json.dumps(value.metadata)})
+            pipe.hset(self.prefix + key, mapping={"meta": meta})
             pipe.expire(self.prefix + key, int(self.ttl_s))
             pipe.zadd(self._index, {key: now})
             pipe.zremrangebyscore(self._index, "-inf", now - self.ttl_s)

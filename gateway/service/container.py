@@ -19,6 +19,7 @@ from gateway.service.db import Database
 from gateway.service.jobs import JobService
 from gateway.service.metrics import Metrics
 from gateway.service.predict import PredictService
+from gateway.service.scenes import SceneStore
 from gateway.service.storage import ResultStore, make_private_dir
 from gateway.service.webhooks import WebhookService
 from gateway.settings import Settings
@@ -48,6 +49,7 @@ class Services:
     db: Database
     store: ResultStore
     cache: ResultCache
+    scenes: SceneStore
     webhooks: WebhookService
     predict: PredictService
     jobs: JobService
@@ -63,10 +65,12 @@ class Services:
         store = ResultStore(settings.results_dir, db, settings.results_ttl_s)
         cache = ResultCache(build_cache_store(settings), metrics, settings.cache_max_entries)
         webhooks = WebhookService(db, settings, metrics)
+        scenes = SceneStore(settings.results_dir / "scenes")
         predict = PredictService(
             backend,
             cache,
             store,
+            scenes,
             webhooks,
             metrics,
             retry_after_s=settings.retry_after_s,
@@ -79,6 +83,7 @@ class Services:
             db=db,
             store=store,
             cache=cache,
+            scenes=scenes,
             webhooks=webhooks,
             predict=predict,
             jobs=JobService(db, store, predict, webhooks, settings),
@@ -123,6 +128,7 @@ class Services:
         while True:
             try:
                 await self.store.sweep()
+                await self.scenes.sweep(self.settings.cache_ttl_s, self.settings.cache_max_bytes)
             except Exception:
                 log.exception("sweeping expired results failed")
             await asyncio.sleep(self.settings.sweep_interval_s)

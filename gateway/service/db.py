@@ -30,7 +30,7 @@ CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
 CREATE TABLE IF NOT EXISTS job_files (
     job_id TEXT NOT NULL, idx INTEGER NOT NULL, filename TEXT NOT NULL, stem TEXT NOT NULL,
     state TEXT NOT NULL, error TEXT, outputs TEXT NOT NULL DEFAULT '{}', processing_time REAL,
-    PRIMARY KEY (job_id, idx)
+    error_code TEXT, PRIMARY KEY (job_id, idx)
 );
 CREATE TABLE IF NOT EXISTS webhooks (
     id TEXT PRIMARY KEY, owner TEXT NOT NULL, event_type TEXT NOT NULL, url TEXT NOT NULL,
@@ -43,6 +43,17 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox(state, next_attempt_at);
 """
+
+#: (table, column, type) added since the first schema; applied by :meth:`Database.open`
+MIGRATIONS = (("job_files", "error_code", "TEXT"),)
+
+
+async def _migrate(tx: Transaction) -> None:
+    """Columns added after a table was first created (a restarted gateway keeps its data)."""
+    for table, column, kind in MIGRATIONS:
+        names = {row["name"] for row in await tx.fetch_all(f"PRAGMA table_info({table})")}
+        if column not in names:
+            await tx.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
 
 class Transaction:
@@ -93,6 +104,7 @@ class Database:
         async with self.transaction() as tx:
             for statement in filter(str.strip, SCHEMA.split(";")):
                 await tx.execute(statement)
+            await _migrate(tx)
 
     async def close(self) -> None:
         if self._conn is not None:

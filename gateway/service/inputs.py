@@ -18,9 +18,10 @@ from mlsharp.imaging import _open_checked, _sniff_format  # the decoder's own he
 
 @dataclass(frozen=True)
 class PredictParams:
-    """Validated request parameters; None means "not set"."""
+    """Validated request parameters; None means "not set". ``formats``: distinct, in request
+    order, at least one; every one comes from the same network run."""
 
-    fmt: str
+    formats: tuple[str, ...]
     focal_px: float | None = None
     focal_mm: float | None = None
 
@@ -46,14 +47,26 @@ def check_image(data: bytes, *, max_bytes: int, max_pixels: int) -> str:
     return kind
 
 
-def check_params(
-    fmt: str | None, focal_px: float | None, focal_mm: float | None, default_fmt: str
-) -> PredictParams:
-    """Validate format and focal overrides with the core package's rules."""
-    fmt = (fmt or default_fmt).strip().lower()
-    if fmt not in known_formats():
+def parse_formats(values: list[str] | str | None, default: tuple[str, ...]) -> tuple[str, ...]:
+    """``format`` may repeat and each value may be a comma-separated list; duplicates collapse."""
+    if isinstance(values, str):
+        values = [values]
+    names = [part.strip().lower() for value in values or [] for part in value.split(",") if part.strip()]
+    formats = tuple(dict.fromkeys(names)) or default
+    unknown = [fmt for fmt in formats if fmt not in known_formats()]
+    if unknown:
         raise InvalidParameterError(
-            f"Unknown output format {fmt!r}; choose one of {', '.join(known_formats())}."
+            f"Unknown output format {unknown[0]!r}; choose one of {', '.join(known_formats())}."
         )
+    return formats
+
+
+def check_params(
+    formats: list[str] | str | None,
+    focal_px: float | None,
+    focal_mm: float | None,
+    default: tuple[str, ...],
+) -> PredictParams:
+    """Validate formats and focal overrides with the core package's rules."""
     px, mm = validate_focal_overrides(focal_px, focal_mm)
-    return PredictParams(fmt, px, mm)
+    return PredictParams(parse_formats(formats, default), px, mm)

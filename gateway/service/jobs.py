@@ -16,7 +16,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from gateway.errors import BackendUnavailable, Conflict, GatewayError, NotFound, Overloaded, RateLimited
-from gateway.formats import output_name
 from gateway.ids import is_valid_id, new_id
 from gateway.logs import request_id_var
 from gateway.service.auth import Principal
@@ -275,23 +274,16 @@ class JobService:
         await self._set_file(job_id, idx, "state = 'running'", ())
         image = await self.store.read(job_id, input_name(idx))
         start = time.perf_counter()
-        outputs: dict[str, str] = {}
         try:
-            for fmt in formats:
-                params = PredictParams(fmt, job["focal_px"], job["focal_mm"])
-                result = await self._infer_with_retry(image, params, job["owner"])
-                random_weights = bool(result.metadata.get("random_weights"))
-                name = output_name(fmt, stem=f"{idx:02d}_{stem}", random_weights=random_weights)
-                files = {name: result.scene}
-                if not outputs:
-                    files[f"{idx:02d}_{stem}.json"] = json.dumps(result.metadata, indent=2).encode()
-                await self.store.write(job_id, files)
-                outputs[fmt] = name
+            # ONE inference (or cache hit) for every format of this image, referenced, not copied
+            params = PredictParams(formats, job["focal_px"], job["focal_mm"])
+            result = await self._infer_with_retry(image, params, job["owner"])
+            outputs = await self.predict.link_outputs(result, formats, job_id, f"{idx:02d}_{stem}")
         except (MLSharpError, GatewayError) as error:
-            await self._set_file(job_id, idx, "state = 'failed', error = ?", (str(error),))
+            await self._set_file(
+                job_id, idx, "state = 'failed', error = ?, error_code = ?", (str(error), error.code)
+            )
             return
-        if outputs:
-            outputs["metadata"] = f"{idx:02d}_{stem}.json"
         elapsed = round(time.perf_counter() - start, 3)
         await self._set_file(
             job_id, idx, "state = 'done', outputs = ?, processing_time = ?", (json.dumps(outputs), elapsed)

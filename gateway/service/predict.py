@@ -1,4 +1,4 @@
-"""Prediction data plane: cache lookup, backend call, result files, metrics and webhook events.
+"""Prediction data plane: cache lookup, backend call, scene storage, metrics and webhook events.
 
 Shared by the synchronous ``/v1/predict`` route and the async job workers, so both paths cache,
 measure and store results the same way.
@@ -8,22 +8,23 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import logging
 import time
 from typing import Any, NamedTuple
 
 from gateway.backends import InferenceBackend
-from gateway.errors import GatewayError, RateLimited
+from gateway.errors import BackendUnavailable, GatewayError, RateLimited
 from gateway.formats import output_name
 from gateway.ids import new_id
-from gateway.service.cache import CachedScene, ResultCache, cache_key
+from gateway.service.cache import CachedScene, ResultCache, scene_key
 from gateway.service.hit_admission import HitAdmission
 from gateway.service.inputs import PredictParams
 from gateway.service.metrics import Metrics
+from gateway.service.scenes import METADATA_FILE, SceneStore, scene_file
 from gateway.service.storage import ResultStore
 from gateway.service.webhooks import WebhookService
 from mlsharp.errors import MLSharpError
+from mlsharp.formats.metadata import image_size
 
 log = logging.getLogger("gateway.predict")
 
@@ -31,14 +32,24 @@ METADATA_NAME = "metadata.json"
 
 
 class SceneResult(NamedTuple):
-    scene: bytes
+    """One scene, stored: its key in the scene store, metadata, per-stage seconds, whether the
+    network was skipped (cache hit), and the formats that were converted from the stored PLY."""
+
+    key: str
     metadata: dict[str, Any]
     timings: dict[str, float]
     cached: bool
+    converted: tuple[str, ...] = ()
 
 
 def files_url(base_url: str, task_id: str, name: str) -> str:
     return f"{base_url.rstrip('/')}/files/{task_id}/{name}"
+
+
+def backend_formats(formats: tuple[str, ...]) -> tuple[str, ...]:
+    """What the backend encodes: the request's formats plus the PLY the store keeps (float32,
+    lossless), from which any later format of the same scene is converted."""
+    return formats if "ply" in formats else (*formats, "ply")
 
 
 class PredictService:
@@ -47,6 +58,7 @@ class PredictService:
         backend: InferenceBackend,
         cache: ResultCache,
         store: ResultStore,
+        scenes: SceneStore,
         webhooks: WebhookService,
         metrics: Metrics,
         *,
@@ -59,61 +71,104 @@ class PredictService:
         self.cache_per_owner = cache_per_owner
         self.cache = cache
         self.store = store
+        self.scenes = scenes
         self.webhooks = webhooks
         self.metrics = metrics
+
+    def _observe_size(self, metadata: dict[str, Any]) -> None:
+        """``input_size_info`` width/height from the metadata's nested ``image_size``."""
+        size = image_size(metadata)
+        if size is not None:
+            self.metrics.input_size.labels("width").set(size["width_px"])
+            self.metrics.input_size.labels("height").set(size["height_px"])
+
+    async def _from_cache(
+        self, key: str, formats: tuple[str, ...], start: float, *, wait: bool
+    ) -> SceneResult | None:
+        """A hit: the index knows the scene and its PLY is stored; missing formats are converted
+        from that PLY in a worker thread (no network) and stored once. Hits count against the
+        server's capacity (HitAdmission) while they convert."""
+        hit = await self.cache.get(key)
+        if hit is None or not self.scenes.has(key, "ply"):
+            return None
+        self.hits.check(wait=wait)
+        missing = tuple(fmt for fmt in formats if not self.scenes.has(key, fmt))
+        if missing:
+            from mlsharp.formats.convert import convert_ply
+
+            with self.hits.hold(True):
+                ply = await self.scenes.read(key, "ply")
+                encoded = await asyncio.to_thread(convert_ply, ply, missing)
+                await self.scenes.put(key, encoded, hit.metadata)
+        return SceneResult(key, hit.metadata, {"cache": time.perf_counter() - start}, True, missing)
 
     async def infer(
         self, image: bytes, params: PredictParams, *, wait: bool = False, owner: str | None = None
     ) -> SceneResult:
-        """One scene for one image, from the cache when possible (a hit still needs admission)."""
+        """One scene for one image in every requested format, stored once: from the cache when
+        possible (a hit still needs admission), else ONE backend call for all formats."""
         start = time.perf_counter()
         self.metrics.input_size.labels("bytes").set(len(image))
+        if not self.backend.model_id:
+            reason = getattr(self.backend, "load_error", None) or "its model id has not been read yet"
+            raise BackendUnavailable(f"The {self.backend.name} backend is not ready: {reason}.")
         digest = await asyncio.to_thread(lambda: hashlib.sha256(image).hexdigest())  # ~0.1 s at 50 MB
         if self.cache_per_owner and owner is not None:
             digest = hashlib.sha256(f"owner\n{owner}\n{digest}".encode()).hexdigest()
-        key = cache_key(
-            digest,
-            params.focal_px,
-            params.focal_mm,
-            self.backend.model_id,
-            params.fmt,
-        )
-        hit = await self.cache.get(key)
+        key = scene_key(digest, params.focal_px, params.focal_mm, self.backend.model_id)
+        try:
+            hit = await self._from_cache(key, params.formats, start, wait=wait)
+        except RateLimited:
+            self.metrics.rejected.labels("overloaded").inc()
+            raise
         self.metrics.stage_duration.labels("cache_lookup").observe(time.perf_counter() - start)
         if hit is not None:
-            try:
-                self.hits.check(wait=wait)
-            except RateLimited:
-                self.metrics.rejected.labels("overloaded").inc()
-                raise
-            self.metrics.predict_requests.labels("cache_hit", params.fmt).inc()
-            return SceneResult(hit.scene, hit.metadata, {"cache": time.perf_counter() - start}, True)
+            self._observe_size(hit.metadata)
+            for fmt in params.formats:
+                self.metrics.predict_requests.labels("cache_hit", fmt).inc()
+            return hit
         self.metrics.active_tasks.inc()
         try:
-            result = await self.backend.infer(image, params.focal_px, params.focal_mm, params.fmt, wait=wait)
+            result = await self.backend.infer(
+                image, params.focal_px, params.focal_mm, backend_formats(params.formats), wait=wait
+            )
         except RateLimited:
             self.metrics.rejected.labels("overloaded").inc()
             raise
         except (MLSharpError, GatewayError):
-            self.metrics.predict_requests.labels("error", params.fmt).inc()
+            for fmt in params.formats:
+                self.metrics.predict_requests.labels("error", fmt).inc()
             raise
         finally:
             self.metrics.active_tasks.dec()
         for stage, seconds in result.timings.items():
             self.metrics.stage_duration.labels(stage).observe(seconds)
-        for dim in ("width_px", "height_px"):
-            value = result.metadata.get(dim) or result.metadata.get("camera", {}).get(dim)
-            if isinstance(value, int | float):
-                self.metrics.input_size.labels(dim.removesuffix("_px")).set(value)
-        await self.cache.set(key, CachedScene(result.scene, result.metadata))
-        self.metrics.predict_requests.labels("success", params.fmt).inc()
+        self._observe_size(result.metadata)
+        store_start = time.perf_counter()
+        await self.scenes.put(key, result.scenes, dict(result.metadata))
+        self.metrics.stage_duration.labels("store").observe(time.perf_counter() - store_start)
+        await self.cache.set(key, CachedScene(dict(result.metadata)))
+        for fmt in params.formats:
+            self.metrics.predict_requests.labels("success", fmt).inc()
         self.metrics.predict_duration.observe(time.perf_counter() - start)
-        return SceneResult(result.scene, result.metadata, result.timings, False)
+        return SceneResult(key, dict(result.metadata), result.timings, False)
+
+    async def link_outputs(
+        self, result: SceneResult, formats: tuple[str, ...], folder_id: str, stem: str
+    ) -> dict[str, str]:
+        """Reference the scene's files from a task or job folder; returns format -> file name
+        (plus ``metadata``). Hard links: no scene bytes are written."""
+        random_weights = bool(result.metadata.get("random_weights"))
+        names = {fmt: output_name(fmt, stem=stem, random_weights=random_weights) for fmt in formats}
+        meta_name = METADATA_NAME if stem == "output" else f"{stem}.json"
+        files = {scene_file(fmt): name for fmt, name in names.items()} | {METADATA_FILE: meta_name}
+        await self.scenes.link(result.key, files, self.store.folder(folder_id))
+        return names | {"metadata": meta_name}
 
     async def predict_task(
         self, image: bytes, params: PredictParams, *, owner: str, base_url: str
     ) -> dict[str, Any]:
-        """The synchronous ``/v1/predict`` flow: infer, store under a fresh task id, notify."""
+        """The synchronous ``/v1/predict`` flow: infer, reference under a fresh task id, notify."""
         task_id = new_id()
         start = time.perf_counter()
         try:
@@ -124,19 +179,15 @@ class PredictService:
             await self.webhooks.emit(
                 owner,
                 "task_failed",
-                {"task_id": task_id, "status": "failed", "error": str(error)},
+                {"task_id": task_id, "status": "failed", "error": str(error), "code": error.code},
             )
             raise
-        name = output_name(params.fmt, random_weights=bool(result.metadata.get("random_weights")))
-        store_start = time.perf_counter()
         with self.hits.hold(result.cached):
             await self.store.register_task(task_id, owner)
-            await self.store.write(
-                task_id, {name: result.scene, METADATA_NAME: json.dumps(result.metadata, indent=2).encode()}
-            )
-        self.metrics.stage_duration.labels("store").observe(time.perf_counter() - store_start)
+            names = await self.link_outputs(result, params.formats, task_id, "output")
         elapsed = round(time.perf_counter() - start, 3)
-        url = files_url(base_url, task_id, name)
+        urls = {fmt: files_url(base_url, task_id, names[fmt]) for fmt in params.formats}
+        url = urls[params.formats[0]]
         await self.webhooks.emit(
             owner,
             "task_completed",
@@ -149,6 +200,20 @@ class PredictService:
         )
         log.info(
             "predict done",
-            extra={"task_id": task_id, "format": params.fmt, "cached": result.cached, "seconds": elapsed},
+            extra={
+                "task_id": task_id,
+                "formats": list(params.formats),
+                "cached": result.cached,
+                "seconds": elapsed,
+            },
         )
-        return {"status": "success", "url": url, "processing_time": elapsed, "task_id": task_id}
+        return {
+            "status": "success",
+            "url": url,
+            "urls": urls,
+            "metadata_url": files_url(base_url, task_id, names["metadata"]),
+            "image_size": image_size(result.metadata),
+            "processing_time": elapsed,
+            "task_id": task_id,
+            "cached": result.cached,
+        }

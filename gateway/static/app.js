@@ -101,7 +101,7 @@ async function apiFetch(url, options = {}) {
     try {
       const body = await response.json();
       message = typeof body.message === "string" ? body.message : typeof body.detail === "string" ? body.detail : "";
-      code = typeof body.error === "string" ? body.error : null;
+      code = typeof body.code === "string" ? body.code : null;
     } catch {
       /* not JSON */
     }
@@ -119,21 +119,21 @@ async function fetchBytes(url) {
   return (await apiFetch(url, { headers: { Accept: "*/*" } })).arrayBuffer();
 }
 
-// Words a person understands: what kind of problem it is, then the server's own message.
-const NOT_IMAGE = /not (?:a |an )?(?:readable |supported |valid )?image|not an image|corrupt|truncated|cannot (?:identify|decode)|no pixels|unsupported image/i;
-const TOO_LARGE = /too large|too big|exceeds the limit|the limit is|more pixels than/i;
+// Words a person understands: what kind of problem it is (from the server's error CODE, never
+// from its English text), then the server's own message.
+const NOT_IMAGE_CODES = new Set(["invalid_image", "unsupported_media_type"]);
+const TOO_LARGE_CODES = new Set(["image_too_large", "payload_too_large"]);
 
 function megabytes(bytes) {
   const mb = bytes / (1024 * 1024);
   return `${mb >= 10 ? Math.round(mb) : Math.round(mb * 10) / 10} MB`;
 }
 
-function problemPhrase(status, message) {
+function problemPhrase(status, code, message) {
   const text = message || "";
-  if (status === 415 || (status === 400 && NOT_IMAGE.test(text)) || (!status && NOT_IMAGE.test(text))) {
-    return t("err.not_image");
-  }
-  if (status === 413 || (!status && TOO_LARGE.test(text))) {
+  if (NOT_IMAGE_CODES.has(code) || status === 415) return t("err.not_image");
+  if (TOO_LARGE_CODES.has(code) || status === 413) {
+    // the kind is the code's; the message only supplies the number to show
     const limit = /limit (?:is|of) ([\d,]+) bytes/i.exec(text);
     if (limit) return t("err.too_large.max", { max: megabytes(Number(limit[1].replace(/,/g, ""))) });
     const files = /at most (\d+) files/i.exec(text);
@@ -156,14 +156,14 @@ function joinPhrase(phrase, message) {
 function describeError(err) {
   if (!(err instanceof ApiError)) return joinPhrase(t("err.other"), err && err.message ? err.message : "");
   if (err.code === "network" || err.status === 0) return t("err.network");
-  let text = joinPhrase(problemPhrase(err.status, err.message), err.message);
+  let text = joinPhrase(problemPhrase(err.status, err.code, err.message), err.message);
   if (err.retryAfter) text += ` ${t("err.retry", { seconds: err.retryAfter })}`;
   return text;
 }
 
-// A per-file error inside a job (a string from the server).
-function describeFileError(message) {
-  return joinPhrase(problemPhrase(0, message), message);
+// A per-file error inside a job (the server's message and its error_code).
+function describeFileError(message, code) {
+  return joinPhrase(problemPhrase(0, code, message), message);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -241,6 +241,7 @@ function normalizeJob(raw) {
     progress: normProgress(file.progress),
     stage: typeof file.stage === "string" ? file.stage : "",
     error: errorText(file.error ?? (normState(file.state ?? file.status) === "failed" ? file.message : "")),
+    errorCode: typeof file.error_code === "string" ? file.error_code : null,
     downloads: normDownloads(file),
   }));
   const zip = raw.zip_url ?? raw.archive_url ?? (raw.downloads && raw.downloads.zip) ?? null;
@@ -724,7 +725,7 @@ class JobView {
     else view.bar.value = 0;
     view.bar.hidden = TERMINAL.has(file.state);
     view.bar.setAttribute("aria-label", file.name);
-    view.error.textContent = file.error ? describeFileError(file.error) : "";
+    view.error.textContent = file.error ? describeFileError(file.error, file.errorCode) : "";
     view.error.hidden = !file.error;
 
     const spz = file.downloads[PREVIEW_FORMAT];

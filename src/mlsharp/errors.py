@@ -37,3 +37,17 @@ class CheckpointError(MLSharpError):
     """The checkpoint cannot be downloaded, read, or does not match the network."""
 
     code = "checkpoint_error"
+
+
+#: code -> class, for transports that carry the code (Triton errors, job rows); explicit, so a
+#: new error class is a conscious addition to the wire contract
+ERROR_CLASSES: dict[str, type[MLSharpError]] = {
+    cls.code: cls
+    for cls in (MLSharpError, InvalidImageError, ImageTooLargeError, InvalidParameterError, CheckpointError)
+}
+
+
+def error_from_code(code: str, message: str) -> MLSharpError | None:
+    """The typed error a code names, or None for codes that are not ours (e.g. internal_error)."""
+    cls = ERROR_CLASSES.get(code)
+    return cls(message) if cls is not None else None

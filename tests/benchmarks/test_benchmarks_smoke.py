@@ -53,6 +53,42 @@ def test_load_refuses_non_loopback() -> None:
         require_loopback("http://192.0.2.1:8080")
 
 
+def test_load_honours_retry_after_and_counts_429s_apart() -> None:
+    """A real loopback server answers 429 (Retry-After: 1) to the first three requests (the three
+    workers' first attempts), then 200."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    answered: list[int] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            answered.append(1)
+            first = len(answered) <= 3
+            self.send_response(429 if first else 200)
+            if first:
+                self.send_header("Retry-After", "1")
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    photos = generated_photos(((32, 24, 0),))
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        result = asyncio.run(run_load(url, photos, requests=3, concurrency=3, duration_s=60))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert (result.ok, result.errors, result.rejected, result.throttled) == (3, 0, 0, 3)
+    assert result.retry_wait_s == 3.0 and min(result.latencies_s) >= 1.0
+
+
 def test_unique_jpeg_still_decodes() -> None:
     from mlsharp.imaging import decode_image
 

@@ -8,7 +8,6 @@ real server are in test_triton.py.
 
 from __future__ import annotations
 
-import json
 import struct
 import threading
 import time
@@ -16,6 +15,12 @@ from concurrent import futures
 
 import grpc
 from tritonclient.grpc import model_config_pb2, service_pb2, service_pb2_grpc
+
+from mlsharp.errors import InvalidImageError
+from mlsharp.formats import build_metadata, metadata_json_bytes
+from mlsharp.gaussians import CameraInfo
+from mlsharp.triton.backend import error_text
+from tests.gateway.support import tiny_scene
 
 
 def unpack_bytes(raw: bytes) -> list[bytes]:
@@ -32,8 +37,9 @@ def pack_bytes(value: bytes) -> bytes:
 
 
 class FakeTriton(service_pb2_grpc.GRPCInferenceServiceServicer):  # method names are gRPC's
-    """Scene = b"TRITON" + format + padding of ``scene_bytes``; images starting with b"BAD" fail
-    the way a python-backend model fails (INTERNAL, ``"in ensemble ..., <code>: <message>"``)."""
+    """Scenes = b"TRITON" + format + padding of ``scene_bytes``, one per requested format; images
+    starting with b"BAD" fail the way a python-backend model fails (INTERNAL, the models' JSON
+    error document after Triton's ensemble prefix)."""
 
     def __init__(self, scene_bytes: int = 1024, delay_s: float = 0.0, model_id: str = "sharp_test") -> None:
         self.scene_bytes = scene_bytes
@@ -65,8 +71,10 @@ class FakeTriton(service_pb2_grpc.GRPCInferenceServiceServicer):  # method names
 
     def ModelConfig(self, request, context):
         config = model_config_pb2.ModelConfig(name=request.name)
-        if request.name == "sharp":
+        if request.name == "sharp" and self.model_id:  # "" = a repository without the parameter
             config.parameters["model_id"].string_value = self.model_id
+            config.max_batch_size = 4
+            config.instance_group.add(count=1)
         return service_pb2.ModelConfigResponse(config=config)
 
     def ModelInfer(self, request, context):
@@ -75,7 +83,8 @@ class FakeTriton(service_pb2_grpc.GRPCInferenceServiceServicer):  # method names
         values: dict[str, object] = {}
         for tensor, raw in zip(request.inputs, request.raw_input_contents, strict=True):
             if tensor.datatype == "BYTES":
-                values[tensor.name] = unpack_bytes(raw)[0]
+                items = unpack_bytes(raw)
+                values[tensor.name] = items if tensor.name == "formats" else items[0]
             else:
                 values[tensor.name] = struct.unpack("<f", raw)[0]
         values["request_id"] = request.id
@@ -86,19 +95,20 @@ class FakeTriton(service_pb2_grpc.GRPCInferenceServiceServicer):  # method names
         image = values["image_bytes"]
         assert isinstance(image, bytes)
         if image.startswith(b"BAD"):
-            context.abort(
-                grpc.StatusCode.INTERNAL,
-                "in ensemble 'mlsharp', invalid_image: "
-                "The upload is not a readable image (truncated PNG data).",
-            )
+            bad = InvalidImageError("The upload is not a readable image (truncated PNG data).")
+            context.abort(grpc.StatusCode.INTERNAL, "in ensemble 'mlsharp', " + error_text(bad))
         if image.startswith(b"CRASH"):
-            context.abort(grpc.StatusCode.INTERNAL, "in ensemble 'mlsharp', internal_error: KeyError: 'x'")
-        fmt = values["format"]
-        assert isinstance(fmt, bytes)
-        scene = b"TRITON" + fmt + b"\0" * self.scene_bytes
-        metadata = json.dumps({"model_id": self.model_id, "random_weights": True, "width_px": 7}).encode()
+            context.abort(grpc.StatusCode.INTERNAL, "in ensemble 'mlsharp', " + error_text(KeyError("x")))
+        formats = values["formats"]
+        assert isinstance(formats, list)
+        scenes = b"".join(pack_bytes(b"TRITON" + fmt + b"\0" * self.scene_bytes) for fmt in formats)
+        metadata = metadata_json_bytes(  # the core's document, as the real postprocess sends it
+            build_metadata(
+                tiny_scene(image), CameraInfo(10.0, 7, 5), model_id=self.model_id, random_weights=True
+            )
+        )
         response = service_pb2.ModelInferResponse(model_name="mlsharp", id=request.id)
-        for name in ("scene", "metadata"):
-            response.outputs.add(name=name, datatype="BYTES", shape=[1, 1])
-        response.raw_output_contents.extend([pack_bytes(scene), pack_bytes(metadata)])
+        response.outputs.add(name="scenes", datatype="BYTES", shape=[1, len(formats)])
+        response.outputs.add(name="metadata", datatype="BYTES", shape=[1, 1])
+        response.raw_output_contents.extend([scenes, pack_bytes(metadata)])
         return response

@@ -23,8 +23,28 @@ from gateway.backends.base import Admission, InferenceResult, no_gpu
 from gateway.errors import BackendUnavailable
 
 
+def tiny_scene(image_bytes: bytes, n: int = 8) -> Any:
+    """A deterministic 8-gaussian scene seeded by the image: real encoders can run on it."""
+    import torch
+
+    from mlsharp.gaussians import Gaussians3D
+
+    seed = int.from_bytes(hashlib.sha256(image_bytes).digest()[:4], "little")
+    gen = torch.Generator().manual_seed(seed)
+    means = torch.rand(n, 3, generator=gen) + torch.tensor([0.0, 0.0, 1.0])
+    quats = torch.nn.functional.normalize(torch.rand(n, 4, generator=gen) + 0.1, dim=1)
+    return Gaussians3D(
+        means=means,
+        scales=torch.rand(n, 3, generator=gen) * 0.01 + 0.001,
+        quaternions=quats,
+        colors_linear=torch.rand(n, 3, generator=gen),
+        opacities=torch.rand(n, generator=gen),
+    )
+
+
 class FakeBackend:
-    """Deterministic stand-in for SHARP: scene = header + sha256(image) + format."""
+    """Deterministic stand-in for SHARP: a tiny scene seeded by the image, encoded by the core
+    encoders, with the core's metadata (``build_metadata``), so conversions and readers are real."""
 
     name = "fake"
 
@@ -33,6 +53,7 @@ class FakeBackend:
         self.delay_s = delay_s
         self.is_ready = True
         self.calls = 0
+        self.formats_seen: list[tuple[str, ...]] = []
         self.admission = Admission(1, max_queue, retry_after_s=3)
         self.started = False
 
@@ -56,30 +77,29 @@ class FakeBackend:
         image_bytes: bytes,
         focal_px: float | None,
         focal_mm: float | None,
-        fmt: str,
+        formats: tuple[str, ...],
         *,
         wait: bool = False,
     ) -> InferenceResult:
+        from mlsharp.formats import build_metadata, encode_scene
+        from mlsharp.gaussians import CameraInfo
+        from mlsharp.imaging import decode_image
+
         if not self.is_ready:
             raise BackendUnavailable("fake backend is down")
         async with self.admission.slot(wait=wait):
             self.calls += 1
-            from mlsharp.imaging import decode_image
-
+            self.formats_seen.append(tuple(formats))
             decoded = await asyncio.to_thread(
                 decode_image, image_bytes, max_pixels=50_000_000, focal_px=focal_px, focal_mm=focal_mm
             )
             if self.delay_s:
                 await asyncio.sleep(self.delay_s)
-        scene = b"FAKESCENE\n" + hashlib.sha256(image_bytes).hexdigest().encode() + b"\n" + fmt.encode()
-        metadata = {
-            "model_id": self.model_id,
-            "random_weights": False,
-            "width_px": decoded.width_px,
-            "height_px": decoded.height_px,
-            "focal_px": decoded.focal_px,
-        }
-        return InferenceResult(scene, metadata, {"decode": 0.001, "network": 0.002})
+        camera = CameraInfo(decoded.focal_px, decoded.width_px, decoded.height_px)
+        gaussians = tiny_scene(image_bytes)
+        scenes = {fmt: encode_scene(fmt, gaussians, camera) for fmt in formats}
+        metadata = build_metadata(gaussians, camera, model_id=self.model_id, random_weights=False)
+        return InferenceResult(scenes, metadata, {"decode": 0.001, "network": 0.002})
 
 
 def png_bytes(width: int = 32, height: int = 24, color: tuple[int, int, int] = (200, 30, 60)) -> bytes:

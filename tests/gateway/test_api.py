@@ -18,17 +18,20 @@ def test_predict_contract_and_download(client: TestClient) -> None:
     response = client.post("/v1/predict", files={"file": ("photo.png", image, "image/png")})
     assert response.status_code == 200, response.text
     body = response.json()
-    assert set(body) == {"status", "url", "processing_time", "task_id"}
-    assert body["status"] == "success"
+    assert set(body) == {
+        "status", "url", "urls", "metadata_url", "image_size", "cached", "processing_time", "task_id"
+    }  # fmt: skip
+    assert body["status"] == "success" and body["cached"] is False
     assert len(body["task_id"]) == 32
     assert body["url"] == f"http://testserver/files/{body['task_id']}/output.ply"
+    assert body["urls"] == {"ply": body["url"]}
+    assert body["image_size"] == {"width_px": 32, "height_px": 24}
     assert body["processing_time"] >= 0
     download = client.get(body["url"])
     assert download.status_code == 200
-    assert download.content.startswith(b"FAKESCENE\n")
-    assert download.content.endswith(b"\nply")
-    meta = client.get(f"/files/{body['task_id']}/metadata.json").json()
-    assert meta["width_px"] == 32 and meta["height_px"] == 24
+    assert download.content.startswith(b"ply\nformat binary_little_endian 1.0\n")
+    meta = client.get(body["metadata_url"]).json()
+    assert meta["image_size"] == {"width_px": 32, "height_px": 24}
     assert response.headers["x-request-id"]
 
 
@@ -43,12 +46,14 @@ def test_second_identical_upload_is_a_cache_hit(client: TestClient, fake_backend
     stats = client.get("/v1/cache").json()
     assert stats["enabled"] is True
     assert (stats["size"], stats["hits"], stats["misses"], stats["hit_rate"]) == (1, 1, 1, 0.5)
-    # another format or focal override is another key
+    # another format of the same scene is a hit (converted from the stored PLY); a focal
+    # override is another scene
     client.post("/v1/predict", files={"file": ("a.jpg", image)}, data={"format": "spz"})
+    assert fake_backend.calls == 1
     client.post("/v1/predict", files={"file": ("a.jpg", image)}, data={"focal_mm": "26"})
-    assert fake_backend.calls == 3
+    assert fake_backend.calls == 2
     cleared = client.post("/v1/cache/clear").json()
-    assert cleared == {"status": "success", "message": "Cache cleared (3 entries removed)."}
+    assert cleared == {"status": "success", "message": "Cache cleared (2 entries removed)."}
     assert client.get("/v1/cache").json()["size"] == 0
 
 
@@ -123,8 +128,9 @@ def test_job_single_file_multiple_formats(client: TestClient) -> None:
     assert entry["filename"] == "cat.png" and entry["state"] == "done"
     assert set(entry["downloads"]) == {"ply", "spz", "metadata"}
     assert entry["downloads"]["ply"].endswith(f"/files/{body['job_id']}/00_cat.ply")
-    assert client.get(entry["downloads"]["spz"]).content.endswith(b"\nspz")
-    assert client.get(entry["downloads"]["metadata"]).json()["width_px"] == 32
+    assert client.get(entry["downloads"]["spz"]).content[:2] == b"\x1f\x8b"  # gzip: SPZ
+    meta = client.get(entry["downloads"]["metadata"]).json()
+    assert meta["image_size"] == {"width_px": 32, "height_px": 24}
 
 
 def test_job_batch_archive_and_events(client: TestClient) -> None:

@@ -6,6 +6,7 @@ are set small (2 MB uploads, 4 MP, 4 files per job) so oversize cases stay cheap
 
 from __future__ import annotations
 
+import re
 import struct
 import time
 import zlib
@@ -408,7 +409,8 @@ def _check(response: Response, status: int, fragment: str) -> None:
     assert response.status_code < 500 or status == 503, response.text
     assert response.status_code == status, response.text
     body = response.json()
-    assert set(body) == {"error", "message", "status_code", "path", "timestamp"}
+    assert set(body) == {"error", "code", "message", "status_code", "path", "timestamp"}
+    assert re.fullmatch(r"[a-z][a-z_]+", body["code"]), body
     assert body["status_code"] == status
     assert fragment.lower() in body["message"].lower(), body["message"]
 

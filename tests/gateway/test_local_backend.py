@@ -82,3 +82,30 @@ def test_event_loop_stays_responsive_during_inference(local: TestClient) -> None
         latencies.append(time.perf_counter() - start)
     worker.join()
     assert max(latencies) < 1.0, latencies
+
+
+def test_a_job_with_four_formats_runs_the_network_once(local: TestClient) -> None:
+    pipeline = local.app.state.services.backend._pipeline
+    calls: list[int] = []
+    network = pipeline.model
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return network(*args, **kwargs)
+
+    pipeline.model = counting
+    try:
+        formats = "ply,ply-clean,spz,splat"
+        image = jpeg_bytes(80, 60, color=(9, 99, 199))
+        job = local.post("/v1/jobs", files=[("files", ("f.jpg", image))], data={"format": formats}).json()
+        done = wait_for(
+            lambda: (j := local.get(job["status_url"]).json())["state"] in ("completed", "failed") and j,
+            timeout_s=300,
+        )
+    finally:
+        pipeline.model = network
+    assert done["state"] == "completed", done
+    assert len(calls) == 1  # one network call for four formats
+    (entry,) = done["files"]
+    assert set(entry["downloads"]) == {"ply", "ply-clean", "spz", "splat", "metadata"}
+    assert len(local.get(entry["downloads"]["splat"]).content) == 131_072 * 32

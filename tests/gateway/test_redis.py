@@ -3,6 +3,7 @@ never fails a request (a metric and a warning say so instead)."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import time
@@ -68,8 +69,11 @@ def redis_server(tmp_path: Path) -> Iterator[RedisProcess]:
 def test_replicas_share_the_cache_and_survive_redis_dying(make_settings, redis_server, caplog) -> None:
     image = png_bytes(33, 21)
     settings_a = make_settings(redis_url=redis_server.url, redis_timeout_s=0.5)
-    settings_b = make_settings(
-        redis_url=redis_server.url, redis_timeout_s=0.5, results_dir=settings_a.results_dir / "b"
+    settings_b = make_settings(  # replicas share the results volume (ReadWriteMany in k8s)
+        redis_url=redis_server.url,
+        redis_timeout_s=0.5,
+        results_dir=settings_a.results_dir,
+        sqlite_path=settings_a.results_dir / "b.sqlite3",
     )
     backend_a, backend_b = FakeBackend(), FakeBackend()
     app_a, app_b = create_app(settings_a, backend=backend_a), create_app(settings_b, backend=backend_b)
@@ -85,13 +89,12 @@ def test_replicas_share_the_cache_and_survive_redis_dying(make_settings, redis_s
         stats = b.get("/v1/cache").json()
         assert (stats["backend"], stats["size"], stats["hits"], stats["misses"]) == ("redis", 1, 1, 0)
 
-        # what is stored: raw scene bytes and JSON, nothing executable
+        # what is stored: the scene's metadata JSON only (its bytes are in the scene store, once)
         raw = redis.Redis(host="127.0.0.1", port=redis_server.port)
         (key,) = [k for k in raw.scan_iter("mlsharp:v1:*") if not k.endswith(b"index")]
         entry = raw.hgetall(key)
-        assert set(entry) == {b"scene", b"meta"}
-        assert entry[b"scene"].startswith(b"FAKESCENE\n")
-        assert entry[b"meta"].startswith(b"{") and b"pickle" not in entry[b"meta"]
+        assert set(entry) == {b"meta"}
+        assert json.loads(entry[b"meta"])["image_size"] == {"width_px": 33, "height_px": 21}
         assert 0 < raw.ttl(key) <= 24 * 3600
         raw.close()
 

@@ -121,12 +121,89 @@ def test_batch_job_with_two_formats(gateway: TestClient) -> None:
     assert archive.read("00_0.RANDOM-WEIGHTS.ply").startswith(b"ply\n")
 
 
+def sharp_inferences(server: Any) -> int:
+    """How many requests Triton's ``sharp`` model has executed (its inference statistics)."""
+    import tritonclient.grpc as grpcclient
+
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    try:
+        stats = client.get_inference_statistics("sharp", as_json=True)
+    finally:
+        client.close()
+    (model,) = stats["model_stats"]
+    return int(model.get("inference_count", 0))
+
+
+ALL_FORMATS = ("ply", "ply-clean", "spz", "splat")
+
+
+def test_a_job_with_four_formats_costs_one_sharp_inference(gateway: TestClient, server: Any) -> None:
+    before = sharp_inferences(server)
+    image = jpeg_bytes(200, 150, color=(30, 160, 90))
+    job = gateway.post(
+        "/v1/jobs", files=[("files", ("four.jpg", image))], data={"format": ",".join(ALL_FORMATS)}
+    ).json()
+    done = wait_for(
+        lambda: (j := gateway.get(job["status_url"]).json())["state"] in ("completed", "failed") and j,
+        timeout_s=300,
+    )
+    assert done["state"] == "completed", done
+    assert sharp_inferences(server) - before == 1  # one network run for four formats
+    (entry,) = done["files"]
+    assert set(entry["downloads"]) == {*ALL_FORMATS, "metadata"}
+    assert gateway.get(entry["downloads"]["ply"]).content.startswith(b"ply\n")
+    assert gateway.get(entry["downloads"]["spz"]).content[:2] == b"\x1f\x8b"
+    meta = gateway.get(entry["downloads"]["metadata"]).json()
+    assert meta["image_size"] == {"width_px": 200, "height_px": 150}
+
+
+def test_cache_hit_for_a_new_format_costs_no_inference_and_writes_no_scene_bytes(
+    gateway: TestClient, server: Any
+) -> None:
+    from mlsharp.formats import decode_spz
+
+    services = gateway.app.state.services
+    image = jpeg_bytes(240, 160, color=(200, 100, 10))
+    start = sharp_inferences(server)
+    first = gateway.post("/v1/predict", files={"file": ("a.jpg", image)}, data={"format": "ply"})
+    assert first.status_code == 200, first.text
+    assert first.json()["image_size"] == {"width_px": 240, "height_px": 160}  # a real response
+    assert sharp_inferences(server) - start == 1
+
+    # the same scene in two formats it was never encoded in: converted from the stored PLY
+    written = services.scenes.bytes_written
+    second = gateway.post("/v1/predict", files={"file": ("b.jpg", image)}, data={"format": ["spz", "splat"]})
+    assert second.status_code == 200, second.text
+    body = second.json()
+    assert body["cached"] is True and sharp_inferences(server) - start == 1
+    assert list(body["urls"]) == ["spz", "splat"] and body["url"] == body["urls"]["spz"]
+    spz = gateway.get(body["urls"]["spz"]).content
+    splat = gateway.get(body["urls"]["splat"]).content
+    assert decode_spz(spz).means.shape[0] == len(splat) // 32 == 131_072  # test preset: 512^2 / 2
+    assert services.scenes.bytes_written - written == len(spz) + len(splat)
+
+    # the same request again: a hit that writes no scene bytes, the task links the stored files
+    written = services.scenes.bytes_written
+    third = gateway.post("/v1/predict", files={"file": ("c.jpg", image)}, data={"format": ["spz", "splat"]})
+    assert third.status_code == 200 and third.json()["cached"] is True
+    assert services.scenes.bytes_written == written
+    assert sharp_inferences(server) - start == 1
+    results = services.settings.results_dir
+    task = results / third.json()["task_id"]
+    stored = next(p for p in (results / "scenes").iterdir() if (p / "scene.spz").is_file())
+    assert (task / "output.RANDOM-WEIGHTS.spz").stat().st_ino == (stored / "scene.spz").stat().st_ino
+    text = gateway.get("/metrics").text
+    assert 'input_size_info{dimension="width"} 240.0' in text
+    assert 'input_size_info{dimension="height"} 160.0' in text
+
+
 def test_corrupt_image_is_a_4xx_from_triton(gateway: TestClient) -> None:
     image = jpeg_bytes(64, 64)
     truncated = image[: len(image) // 2]  # header intact, scan data cut: decoding fails in Triton
     response = gateway.post("/v1/predict", files={"file": ("cut.jpg", truncated)})
     assert response.status_code == 400, response.text
     assert "not a readable image" in response.json()["message"]
+    assert response.json()["code"] == "invalid_image"
 
 
 def test_triton_stopped_gives_503_then_recovers(make_settings, server) -> None:

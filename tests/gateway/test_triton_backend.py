@@ -16,6 +16,7 @@ from gateway.app import create_app
 from gateway.backends.triton import TritonBackend, typed_error
 from gateway.errors import BackendError, BackendUnavailable
 from mlsharp.errors import ImageTooLargeError, InvalidImageError, InvalidParameterError
+from mlsharp.triton.backend import error_text
 from tests.gateway.fake_triton import FakeTriton
 from tests.gateway.support import png_bytes
 
@@ -48,12 +49,16 @@ def test_predict_through_grpc_with_a_large_scene(make_settings, triton: FakeTrit
             headers={"X-Request-ID": "req-42"},
         )
         assert response.status_code == 200, response.text
-        assert response.json()["url"].endswith("/output.RANDOM-WEIGHTS.spz")  # stamped from metadata
-        scene = client.get(response.json()["url"]).content
+        body = response.json()
+        assert body["url"].endswith("/output.RANDOM-WEIGHTS.spz")  # stamped from metadata
+        assert body["image_size"] == {"width_px": 7, "height_px": 5}
+        scene = client.get(body["url"]).content
         assert len(scene) == 6 + 3 + 12 * MB and scene.startswith(b"TRITONspz")
+        # the served sharp config (max batch 4, one instance) sets the default admission
+        assert client.get("/v1/stats").json()["queue"]["max_in_flight"] == 8
     (sent,) = triton.requests
     assert sent["image_bytes"] == png_bytes()
-    assert sent["format"] == b"spz"
+    assert sent["formats"] == [b"spz", b"ply"]  # the PLY the scene store keeps comes along
     assert sent["focal_mm"] == 26.0 and sent["focal_px"] == -1.0  # <= 0 means "not set"
     assert sent["request_id"] == "req-42"
 
@@ -66,7 +71,7 @@ def test_typed_errors_from_the_models(make_settings, triton: FakeTriton) -> None
         triton_backend = client.app.state.services.backend
 
         async def call(image: bytes):
-            return await triton_backend.infer(image, None, None, "ply")
+            return await triton_backend.infer(image, None, None, ("ply",))
 
         portal = client.portal
         with pytest.raises(
@@ -81,24 +86,50 @@ def test_typed_errors_from_the_models(make_settings, triton: FakeTriton) -> None
     ("message", "status", "expected", "text"),
     [
         (
-            "in ensemble 'mlsharp', invalid_image: truncated",
+            "in ensemble 'mlsharp', " + error_text(InvalidImageError("truncated")),
             "StatusCode.INTERNAL",
             InvalidImageError,
             "truncated",
         ),
-        ("image_too_large: 9x9 too big", "StatusCode.INTERNAL", ImageTooLargeError, "9x9 too big"),
-        ("invalid_parameter: focal_px must be > 0", "StatusCode.INTERNAL", InvalidParameterError, "focal_px"),
+        (
+            error_text(ImageTooLargeError("9x9 too big")),
+            "StatusCode.INTERNAL",
+            ImageTooLargeError,
+            "9x9 too big",
+        ),
+        (
+            error_text(InvalidParameterError("focal_px: > 0")),
+            "StatusCode.INTERNAL",
+            InvalidParameterError,
+            "focal_px",
+        ),
         ("unexpected shape", "StatusCode.INVALID_ARGUMENT", InvalidParameterError, "unexpected shape"),
         ("failed to connect", "StatusCode.UNAVAILABLE", BackendUnavailable, "UNAVAILABLE"),
         ("Deadline Exceeded", "StatusCode.DEADLINE_EXCEEDED", BackendUnavailable, "DEADLINE_EXCEEDED"),
         ("Request for unknown model", "StatusCode.NOT_FOUND", BackendUnavailable, "does not serve"),
-        ("internal_error: ZeroDivisionError", "StatusCode.INTERNAL", BackendError, "internal_error"),
+        (error_text(ZeroDivisionError("x")), "StatusCode.INTERNAL", BackendError, "internal_error"),
+        ("invalid_image: the old text protocol", "StatusCode.INTERNAL", BackendError, "internal_error"),
     ],
 )
 def test_typed_error_mapping(message: str, status: str, expected: type, text: str) -> None:
     error = typed_error(message, status)
     assert type(error) is expected
     assert text in str(error)
+
+
+def test_not_ready_without_a_served_model_id(make_settings) -> None:
+    """A repository whose configs carry no model_id: never an invented id, never a cache key."""
+    with FakeTriton(model_id="") as server, gateway_for(make_settings, server.url) as client:
+        assert client.get("/v1/ready").status_code == 503
+        health = client.get("/v1/health").json()
+        assert health["model_id"] == "" and health["backend_ready"] is False
+        response = client.post("/v1/predict", files={"file": ("a.png", png_bytes())})
+        assert response.status_code == 503 and response.json()["code"] == "backend_unavailable"
+        assert server.requests == []  # nothing was sent to the model
+    settings = dict(triton_model_id="pinned-id")
+    with FakeTriton(model_id="") as server, gateway_for(make_settings, server.url, **settings) as client:
+        assert client.get("/v1/ready").status_code == 200  # an explicit id is enough
+        assert client.post("/v1/predict", files={"file": ("a.png", png_bytes())}).status_code == 200
 
 
 def test_deadline_gives_503(make_settings) -> None:
@@ -130,4 +161,7 @@ def test_server_gone_gives_503(make_settings) -> None:
         assert client.get("/v1/health").json()["triton_ready"] is False
         response = client.post("/v1/predict", files={"file": ("a.png", png_bytes())})
     assert response.status_code == 503
-    assert response.json()["message"] == "Triton is unavailable (UNAVAILABLE)."
+    # never an invented model id: without the served config there is no cache key, so no call
+    assert response.json()["message"] == (
+        "The triton backend is not ready: its model id has not been read yet."
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from pathlib import Path
 
@@ -20,10 +21,11 @@ from gateway.errors import (
     Unauthorized,
     UnsupportedMediaType,
     error_body,
+    error_response,
     status_for,
 )
 from gateway.ids import new_id, resolve_download, safe_stem
-from gateway.service.cache import CachedScene, MemoryCache, ResultCache, cache_key
+from gateway.service.cache import CachedScene, MemoryCache, ResultCache, scene_key
 from gateway.service.metrics import Metrics
 from mlsharp.errors import CheckpointError, ImageTooLargeError, InvalidImageError, InvalidParameterError
 
@@ -104,39 +106,61 @@ def test_status_table(error: Exception, status: int) -> None:
 
 def test_error_body_shape() -> None:
     body = error_body(413, "too big", "/v1/predict")
-    assert set(body) == {"error", "message", "status_code", "path", "timestamp"}
+    assert set(body) == {"error", "code", "message", "status_code", "path", "timestamp"}
     assert (body["error"], body["status_code"], body["path"]) == ("Payload Too Large", 413, "/v1/predict")
+    assert body["code"] == "payload_too_large"
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (InvalidImageError("x"), "invalid_image"),
+        (ImageTooLargeError("x"), "image_too_large"),
+        (InvalidParameterError("x"), "invalid_parameter"),
+        (Overloaded("x", retry_after_s=1), "overloaded"),
+        (RateLimited("x", retry_after_s=1), "rate_limited"),
+        (BackendUnavailable("x"), "backend_unavailable"),
+        (RuntimeError("secret detail"), "internal_error"),
+    ],
+)
+def test_error_responses_carry_the_code(error: Exception, code: str) -> None:
+    body = json.loads(error_response(error, "/v1/predict").body)
+    assert body["code"] == code
+    assert "secret detail" not in body["message"]
     assert Overloaded("busy", retry_after_s=4.2).headers == {"Retry-After": "5"}
 
 
-def test_cache_key_covers_every_input() -> None:
-    base = cache_key("a" * 64, None, None, "model-1", "ply")
+def test_scene_key_covers_every_input_but_the_format() -> None:
+    base = scene_key("a" * 64, None, None, "model-1")
     variants = [
-        cache_key("b" * 64, None, None, "model-1", "ply"),
-        cache_key("a" * 64, 1000.0, None, "model-1", "ply"),
-        cache_key("a" * 64, None, 1000.0, "model-1", "ply"),
-        cache_key("a" * 64, None, None, "model-2", "ply"),
-        cache_key("a" * 64, None, None, "model-1", "spz"),
+        scene_key("b" * 64, None, None, "model-1"),
+        scene_key("a" * 64, 1000.0, None, "model-1"),
+        scene_key("a" * 64, None, 1000.0, "model-1"),
+        scene_key("a" * 64, None, None, "model-2"),
     ]
-    assert len({base, *variants}) == 6
-    assert base == cache_key("a" * 64, None, None, "model-1", "ply")
+    assert len({base, *variants}) == 5
+    assert base == scene_key("a" * 64, None, None, "model-1")
     assert re.fullmatch(r"[0-9a-f]{64}", base)
+    with pytest.raises(ValueError, match="no model id"):
+        scene_key("a" * 64, None, None, "")  # never an invented id in a key
 
 
 def test_memory_cache_is_bounded_in_bytes_and_entries() -> None:
     async def scenario() -> None:
+        pad = "x" * 290
         cache = MemoryCache(max_bytes=1000, max_entries=3)
         for i in range(5):
-            await cache.set(f"k{i}", CachedScene(bytes(300), {"i": i}))
+            await cache.set(f"k{i}", CachedScene({"i": i, "p": pad}))
         assert cache.bytes <= 1000
-        assert (await cache.size(), cache.bytes) == (3, 3 * (300 + len(b'{"i": 0}')))
+        one = len(f'{{"i": 0, "p": "{pad}"}}')
+        assert (await cache.size(), cache.bytes) == (3, 3 * one)
         assert await cache.get("k0") is None and await cache.get("k1") is None
         hit = await cache.get("k4")
-        assert hit is not None and hit.metadata == {"i": 4} and hit.scene == bytes(300)
-        await cache.set("huge", CachedScene(bytes(5000), {}))
+        assert hit is not None and hit.metadata == {"i": 4, "p": pad}
+        await cache.set("huge", CachedScene({"p": "x" * 5000}))
         assert await cache.get("huge") is None  # larger than the whole cache: skipped
         await cache.get("k2")  # k2 becomes most recent, so k3 is evicted next
-        await cache.set("k5", CachedScene(bytes(300), {}))
+        await cache.set("k5", CachedScene({"p": pad}))
         assert await cache.get("k2") is not None and await cache.get("k3") is None
         assert await cache.clear() == 3 and cache.bytes == 0
 
@@ -168,7 +192,7 @@ def test_store_failures_are_misses_with_a_metric(caplog: pytest.LogCaptureFixtur
 
     async def scenario() -> dict:
         assert await cache.get("k") is None
-        await cache.set("k", CachedScene(b"x", {}))
+        await cache.set("k", CachedScene({}))
         assert await cache.clear() == 0
         return await cache.stats()
 

@@ -157,8 +157,9 @@ def test_failed_event_for_a_bad_image(client: TestClient, receiver: Receiver) ->
     response = client.post("/v1/predict", files={"file": ("bad.png", truncated)})
     assert response.status_code == 400
     event = wait_for(receiver.json_bodies)[0]
-    assert set(event) == {"event", "task_id", "status", "error", "timestamp"}
+    assert set(event) == {"event", "task_id", "status", "error", "code", "timestamp"}
     assert event["event"] == "task_failed" and "truncated" in event["error"]
+    assert event["code"] == "invalid_image"
 
 
 def test_retries_with_backoff_until_the_receiver_recovers(make_settings) -> None:

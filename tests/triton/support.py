@@ -41,7 +41,7 @@ def ensemble_inputs(
         "image_bytes": ("BYTES", np.array([[b] for b in images], dtype=np.object_)),
         "focal_px": ("FP32", np.full((batch, 1), focal_px, np.float32)),
         "focal_mm": ("FP32", np.full((batch, 1), focal_mm, np.float32)),
-        "format": ("BYTES", np.array([[fmt.encode()]] * batch, dtype=np.object_)),
+        "formats": ("BYTES", np.array([[fmt.encode()]] * batch, dtype=np.object_)),
     }
     inputs = []
     for name, (dtype, array) in arrays.items():
@@ -58,7 +58,7 @@ def infer_grpc(
     import tritonclient.grpc as grpcclient
 
     result = client.infer("mlsharp", ensemble_inputs(grpcclient, images, fmt, **focal), client_timeout=600)
-    scenes = [bytes(x) for x in result.as_numpy("scene").reshape(-1)]
+    scenes = [bytes(x) for x in result.as_numpy("scenes").reshape(-1)]
     metadata = [bytes(x) for x in result.as_numpy("metadata").reshape(-1)]
     return scenes, metadata
 

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pytest
 
-from mlsharp.errors import InvalidImageError
+from mlsharp.errors import ImageTooLargeError, InvalidImageError, InvalidParameterError
 from mlsharp.triton import backend
 from mlsharp.triton.config import DataType, DynamicBatching, ModelConfig, Tensor
 from mlsharp.triton.models import RAW_OUTPUT_NAMES
@@ -84,25 +84,39 @@ def test_each_request_fails_only_the_bad_one_with_code_and_message() -> None:
     assert [r.error is None for r in responses] == [True, False, False, True, False]
     assert responses[0].output_tensors[0].array.tolist() == [[2.0]]
     assert responses[3].output_tensors[0].array.tolist() == [[6.0]]
-    assert responses[1].error.message == "invalid_image: The upload is plain text, not an image."
-    assert responses[2].error.message == "internal_error: ZeroDivisionError: boom"
-    assert responses[4].error.message.startswith("internal_error: KeyError")
+    assert backend.parse_error_text(responses[1].error.message) == (
+        "invalid_image",
+        "The upload is plain text, not an image.",
+    )
+    assert responses[1].error.message.startswith('mlsharp-error {"code": "invalid_image", ')
+    assert backend.parse_error_text(responses[2].error.message) == (
+        "internal_error",
+        "ZeroDivisionError: boom",
+    )
+    code, message = backend.parse_error_text(responses[4].error.message)
+    assert code == "internal_error" and message.startswith("KeyError")
     assert any("Traceback" in line and "ZeroDivisionError" in line for line in FakePbUtils.logged)
 
 
 @pytest.mark.parametrize(
-    ("text", "expected"),
+    ("error", "prefix"),
     [
-        ("in ensemble 'mlsharp', invalid_image: Plain text.", ("invalid_image", "Plain text.")),
-        ("invalid_parameter: bad format 'obj'; use ply", ("invalid_parameter", "bad format 'obj'; use ply")),
-        ("image_too_large: 9000x9000: too large", ("image_too_large", "9000x9000: too large")),
-        ("Socket closed", ("internal_error", "Socket closed")),
+        (InvalidImageError("Plain text."), "in ensemble 'mlsharp', "),
+        (InvalidParameterError("bad format 'obj': use ply, spz"), ""),
+        (ImageTooLargeError("9000x9000: too large, see {limits}"), "in ensemble 'mlsharp', in 'x', "),
     ],
-)  # fmt: skip
-def test_parse_error_text_inverts_error_text_under_triton_prefixes(
-    text: str, expected: tuple[str, str]
-) -> None:
-    assert backend.parse_error_text(text) == expected
+)
+def test_parse_error_text_inverts_error_text_under_triton_prefixes(error: Exception, prefix: str) -> None:
+    # messages with ": " or braces no longer confuse the parser: the code is a JSON field
+    assert backend.parse_error_text(prefix + backend.error_text(error)) == (error.code, str(error))
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["Socket closed", "invalid_image: looks like the old protocol", "mlsharp-error {not json"],
+)
+def test_foreign_error_text_is_an_internal_error(text: str) -> None:
+    assert backend.parse_error_text(text) == ("internal_error", text)
 
 
 def test_model_parameters_and_flags_read_the_generated_config() -> None:
@@ -195,7 +209,7 @@ def test_cpu_runner_runs_all_requests_of_an_execute_call_in_one_session_run(tmp_
         assert by_name["opacities"].shape == (len(values), 4)
         np.testing.assert_allclose(by_name["opacities"][:, 0], values, rtol=1e-6)
         np.testing.assert_allclose(by_name["quaternions"][:, :, 3], by_name["opacities"], rtol=0)
-    assert responses[3].error.message.startswith("internal_error: KeyError")
+    assert backend.parse_error_text(responses[3].error.message)[1].startswith("KeyError")
 
 
 def test_a_failed_batched_run_fails_every_request_in_it() -> None:
@@ -204,8 +218,8 @@ def test_a_failed_batched_run_fails_every_request_in_it() -> None:
 
     requests = [FakeRequest({"image": np.zeros((1, 1), np.float32)}) for _ in range(3)]
     responses = backend.all_requests_at_once(FakePbUtils, requests, ["image"], broken, "sharp")
-    assert [r.error.message for r in responses] == [
-        "internal_error: MemoryError: onnxruntime: out of memory"
+    assert [backend.parse_error_text(r.error.message) for r in responses] == [
+        ("internal_error", "MemoryError: onnxruntime: out of memory")
     ] * 3
 
 

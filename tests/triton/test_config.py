@@ -68,9 +68,12 @@ def test_ensemble_exposes_the_documented_contract_and_chains_three_steps() -> No
     inputs = {tensor.name: (tensor.data_type, list(tensor.dims)) for tensor in ensemble.input}
     assert inputs == {
         "image_bytes": (pb.TYPE_STRING, [1]), "focal_px": (pb.TYPE_FP32, [1]),
-        "focal_mm": (pb.TYPE_FP32, [1]), "format": (pb.TYPE_STRING, [1]),
+        "focal_mm": (pb.TYPE_FP32, [1]), "formats": (pb.TYPE_STRING, [-1]),
     }  # fmt: skip
-    assert {tensor.name for tensor in ensemble.output} == {"scene", "metadata"}
+    outputs = {tensor.name: (tensor.data_type, list(tensor.dims)) for tensor in ensemble.output}
+    assert outputs == {"scenes": (pb.TYPE_STRING, [-1]), "metadata": (pb.TYPE_STRING, [1])}
+    # the gateway reads the model id here on both targets
+    assert ensemble.parameters["model_id"].string_value == _options("cpu").model_id
     steps = [step.model_name for step in ensemble.ensemble_scheduling.step]
     assert steps == ["preprocess", "sharp", "postprocess"]
 

@@ -51,7 +51,7 @@ def test_preprocess_turns_bytes_into_the_network_input_on_cpu_instances(target: 
     assert config.backend == "python" and config.max_batch_size == 8
     assert _tensors(config.input) == {
         "image_bytes": (pb.TYPE_STRING, [1]), "focal_px": (pb.TYPE_FP32, [1]),
-        "focal_mm": (pb.TYPE_FP32, [1]), "format": (pb.TYPE_STRING, [1]),
+        "focal_mm": (pb.TYPE_FP32, [1]), "formats": (pb.TYPE_STRING, [-1]),
     }  # fmt: skip
     assert _tensors(config.output) == {
         "image": (pb.TYPE_FP32, [3, SIZE, SIZE]),
@@ -75,9 +75,9 @@ def test_postprocess_takes_the_raw_outputs_and_returns_scene_and_metadata(target
         **{name: (pb.TYPE_FP32, dims) for name, dims in RAW.items()},
         "camera": (pb.TYPE_FP64, [3]),
         "image_info": (pb.TYPE_STRING, [1]),
-        "format": (pb.TYPE_STRING, [1]),
+        "formats": (pb.TYPE_STRING, [-1]),
     }
-    assert _tensors(config.output) == {"scene": (pb.TYPE_STRING, [1]), "metadata": (pb.TYPE_STRING, [1])}
+    assert _tensors(config.output) == {"scenes": (pb.TYPE_STRING, [-1]), "metadata": (pb.TYPE_STRING, [1])}
     assert [(g.kind, g.count) for g in config.instance_group] == [(pb.ModelInstanceGroup.KIND_CPU, 2)]
     assert _parameters(config)["random_weights"] == "true"
 

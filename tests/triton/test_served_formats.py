@@ -182,3 +182,45 @@ def test_ply_header_and_metadata_equal_eager_pytorch(served, photo: bytes, trito
     }
     for key in ("q10", "q90"):
         assert quantiles[key] == pytest.approx(expected_quantiles[key], rel=1e-3)
+
+
+def _infer_formats(client, photo: bytes, formats: list[bytes]):
+    import tritonclient.grpc as grpcclient
+
+    inputs = support.ensemble_inputs(grpcclient, [photo], "ply")[:3]
+    tensor = grpcclient.InferInput("formats", [1, len(formats)], "BYTES")
+    tensor.set_data_from_numpy(np.array([formats], dtype=np.object_))
+    return client.infer("mlsharp", [*inputs, tensor], client_timeout=600)
+
+
+def test_one_request_returns_every_format_from_one_network_run(triton_server, served, photo) -> None:
+    """``formats`` = all four: one scene per format, in order, each byte-identical to the scene
+    the single-format request returned; one ``sharp`` inference for the four."""
+    client = support.grpc_client(triton_server.grpc_url)
+
+    def sharp_count() -> int:
+        stats = client.get_inference_statistics("sharp", as_json=True)["model_stats"][0]
+        return int(stats.get("inference_count", 0))
+
+    before = sharp_count()
+    order = ["splat", "ply", "spz", "ply-clean"]
+    result = _infer_formats(client, photo, [fmt.encode() for fmt in order])
+    assert sharp_count() - before == 1
+    scenes = [bytes(item) for item in result.as_numpy("scenes").reshape(-1)]
+    assert len(scenes) == 4
+    for fmt, scene in zip(order, scenes, strict=True):
+        assert scene == served[fmt][0], fmt
+    (metadata,) = result.as_numpy("metadata").reshape(-1)
+    assert json.loads(metadata) == served["ply"][1]
+
+
+@pytest.mark.parametrize("formats", [[b"ply", b"gltf"], [b"spz", b"spz"]])
+def test_an_unknown_or_repeated_format_fails_before_the_network(triton_server, photo, formats) -> None:
+    from tritonclient.utils import InferenceServerException
+
+    from mlsharp.triton.backend import parse_error_text
+
+    client = support.grpc_client(triton_server.grpc_url)
+    with pytest.raises(InferenceServerException) as raised:
+        _infer_formats(client, photo, formats)
+    assert parse_error_text(raised.value.message())[0] == "invalid_parameter"

@@ -82,14 +82,14 @@ def _spz_scene(grpc_url: str) -> bytes:
         "image_bytes": ("BYTES", np.array([[photo_like_jpeg(160, 120)]], dtype=np.object_)),
         "focal_px": ("FP32", np.zeros((1, 1), np.float32)),
         "focal_mm": ("FP32", np.zeros((1, 1), np.float32)),
-        "format": ("BYTES", np.array([[b"spz"]], dtype=np.object_)),
+        "formats": ("BYTES", np.array([[b"spz"]], dtype=np.object_)),
     }
     inputs = []
     for name, (dtype, array) in arrays.items():
         inputs.append(grpcclient.InferInput(name, list(array.shape), dtype))
         inputs[-1].set_data_from_numpy(array)
     result = grpcclient.InferenceServerClient(grpc_url).infer("mlsharp", inputs, client_timeout=300)
-    return bytes(result.as_numpy("scene")[0, 0])
+    return bytes(result.as_numpy("scenes")[0, 0])
 
 
 def _wait_until(condition, timeout_s: float) -> bool:

@@ -87,10 +87,11 @@ class KnownSceneBackend:
         image_bytes: bytes,
         focal_px: float | None,
         focal_mm: float | None,
-        fmt: str,
+        formats: tuple[str, ...],
         *,
         wait: bool = False,
     ) -> InferenceResult:
         async with self.admission.slot(wait=wait):
             await asyncio.sleep(0.2)
-        return InferenceResult(self.scenes[fmt], json.loads(json.dumps(self.metadata)), {"network": 0.2})
+        scenes = {fmt: self.scenes[fmt] for fmt in formats}  # every format from one "run"
+        return InferenceResult(scenes, json.loads(json.dumps(self.metadata)), {"network": 0.2})

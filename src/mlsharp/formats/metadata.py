@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
+from typing import Any, TypedDict
 
 from mlsharp.formats import attributes
 from mlsharp.formats.ply import COLOR_SPACE_SRGB, PLY_LAYOUT_VERSION
@@ -19,6 +19,49 @@ from mlsharp.gaussians import CameraInfo, Gaussians3D
 #: version of this metadata schema; bump when a key changes meaning
 METADATA_VERSION = 1
 COORDINATE_FRAME = "opencv: x right, y down, z forward"
+
+
+class ImageSize(TypedDict):
+    """The original photo's size in pixels (not the network's working size)."""
+
+    width_px: int
+    height_px: int
+
+
+class SceneMetadata(TypedDict, total=False):
+    """The metadata document's keys, one type for every producer and reader.
+
+    Why a TypedDict: it stays the plain JSON dict on the wire and on disk, while the gateway,
+    the Triton models and the test fakes read the same declared keys (``image_size`` is nested;
+    a reader that invents a flat ``width_px`` is a type error, not a silent miss).
+    """
+
+    metadata_version: int
+    model_id: str
+    random_weights: bool
+    num_gaussians: int
+    image_size: ImageSize
+    intrinsics: dict[str, Any]
+    vertical_fov_deg: float
+    disparity_quantiles: dict[str, float | None]
+    coordinate_frame: str
+    units: str
+    color_space: str
+    ply_layout_version: list[int]
+    working_size_px: int
+    focal_source: str
+    source_format: str
+
+
+def image_size(metadata: SceneMetadata | dict[str, Any]) -> ImageSize | None:
+    """The ``image_size`` entry when it is well formed, else None (old or foreign documents)."""
+    size = metadata.get("image_size")
+    if not isinstance(size, dict):
+        return None
+    width, height = size.get("width_px"), size.get("height_px")
+    if not isinstance(width, int) or not isinstance(height, int):
+        return None
+    return {"width_px": width, "height_px": height}
 
 
 def _finite_or_none(value: float) -> float | None:
@@ -33,12 +76,12 @@ def build_metadata(
     random_weights: bool,
     working_size_px: int | None = None,
     extra: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+) -> SceneMetadata:
     """JSON-serialisable description of one scene (keys in ``extra`` are added last, may override)."""
     f, w, h = float(camera.focal_px), int(camera.width_px), int(camera.height_px)
     cx, cy = w * 0.5, h * 0.5
     lo, hi = attributes.disparity_quantiles(gaussians.means)
-    meta: dict[str, Any] = {
+    meta: SceneMetadata = {
         "metadata_version": METADATA_VERSION,
         "model_id": model_id,
         "random_weights": bool(random_weights),
@@ -60,10 +103,10 @@ def build_metadata(
     if working_size_px is not None:
         meta["working_size_px"] = int(working_size_px)
     if extra:
-        meta.update(extra)
+        meta.update(extra)  # type: ignore[typeddict-item]
     return meta
 
 
-def metadata_json_bytes(metadata: dict[str, Any]) -> bytes:
+def metadata_json_bytes(metadata: SceneMetadata | dict[str, Any]) -> bytes:
     """UTF-8 JSON, stable key order, no NaN (strict JSON parsers reject it)."""
     return json.dumps(metadata, sort_keys=True, allow_nan=False, indent=2).encode("utf-8")

@@ -52,7 +52,7 @@ def ensemble_data(photos: Sequence[bytes], fmt: str = "ply") -> dict[str, object
                 "image_bytes": bytes_element(photo),
                 "focal_px": {"content": [0.0], "shape": [1]},
                 "focal_mm": {"content": [0.0], "shape": [1]},
-                "format": bytes_element(fmt.encode()),
+                "formats": bytes_element(fmt.encode()),
             }
         )
     return {"data": steps}

@@ -2,8 +2,10 @@
 
 Why: the python backend hands ``execute`` a list of requests and never batches or isolates them
 for you. These helpers loop over requests so that one bad image fails only its own request
-(``InferenceResponse(error=TritonError(...))``), read the generated config parameters, and format
-typed errors as ``"<code>: <message>"`` so the gateway can map them back to a status code.
+(``InferenceResponse(error=TritonError(...))``), read the generated config parameters, and send
+typed errors as ``mlsharp-error {"code": ..., "message": ...}`` (JSON after a marker, since
+Triton prefixes ensemble errors with its own text) so the gateway reads the code back in one
+place (:func:`parse_error_text`) instead of matching English.
 ``pb_utils`` is passed in (it only exists inside the stub), which also lets tests use a fake.
 """
 
@@ -11,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -23,7 +24,8 @@ from mlsharp.errors import MLSharpError
 log = logging.getLogger(__name__)
 
 INTERNAL_ERROR_CODE = "internal_error"
-_ERROR_RE = re.compile(r"(?:^|,\s)([a-z][a-z0-9_]*): (.*)$", re.DOTALL)
+#: marks the start of the JSON error document inside a Triton error string
+ERROR_MARKER = "mlsharp-error "
 
 Arrays = dict[str, np.ndarray]
 
@@ -40,19 +42,26 @@ def flag(parameters: Mapping[str, str], key: str) -> bool:
 
 
 def error_text(exc: BaseException) -> str:
-    """``"<code>: <message>"``; unexpected exceptions become ``internal_error`` with their type."""
+    """``mlsharp-error {"code", "message"}``; unexpected exceptions are ``internal_error``."""
     if isinstance(exc, MLSharpError):
-        return f"{exc.code}: {exc}"
-    return f"{INTERNAL_ERROR_CODE}: {type(exc).__name__}: {exc}"
+        code, message = exc.code, str(exc)
+    else:
+        code, message = INTERNAL_ERROR_CODE, f"{type(exc).__name__}: {exc}"
+    return ERROR_MARKER + json.dumps({"code": code, "message": message})
 
 
 def parse_error_text(text: str) -> tuple[str, str]:
     """Inverse of :func:`error_text` on a Triton error string (which may carry a prefix such as
-    ``"in ensemble 'mlsharp', "``); unknown shapes give ``("internal_error", text)``."""
-    match = _ERROR_RE.search(text.strip())
-    if match is None:
-        return INTERNAL_ERROR_CODE, text.strip()
-    return match.group(1), match.group(2).strip()
+    ``"in ensemble 'mlsharp', "``); anything else gives ``("internal_error", text)``."""
+    at = text.find(ERROR_MARKER)
+    if at >= 0:
+        try:
+            doc = json.loads(text[at + len(ERROR_MARKER) :])
+        except ValueError:
+            doc = None
+        if isinstance(doc, dict) and isinstance(doc.get("code"), str):
+            return doc["code"], str(doc.get("message", ""))
+    return INTERNAL_ERROR_CODE, text.strip()
 
 
 def as_text(value: Any) -> str:

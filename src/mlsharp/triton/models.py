@@ -101,8 +101,11 @@ REQUEST_INPUTS = (
     Tensor("image_bytes", DataType.STRING, (1,)),
     Tensor("focal_px", DataType.FP32, (1,)),
     Tensor("focal_mm", DataType.FP32, (1,)),
-    Tensor("format", DataType.STRING, (1,)),
+    # one or more of ply, ply-clean, spz, splat: every format from ONE network run
+    Tensor("formats", DataType.STRING, (-1,)),
 )
+#: what the ensemble returns: one encoded scene per requested format (same order), metadata once
+RESPONSE_OUTPUTS = (Tensor("scenes", DataType.STRING, (-1,)), Tensor("metadata", DataType.STRING, (1,)))
 
 
 def _raw_tensors(num_gaussians: int) -> tuple[Tensor, ...]:
@@ -217,7 +220,8 @@ def sharp_config(opts: RepositoryOptions) -> ModelConfig:
 
 
 def postprocess_config(opts: RepositoryOptions) -> ModelConfig:
-    """Raw outputs + camera -> encoded scene in the requested format + metadata JSON."""
+    """Raw outputs + camera -> one encoded scene per requested format + metadata JSON, from one
+    unprojection."""
     return ModelConfig(
         name=POSTPROCESS,
         backend="python",
@@ -226,9 +230,9 @@ def postprocess_config(opts: RepositoryOptions) -> ModelConfig:
             *_raw_tensors(opts.num_gaussians),
             CAMERA,
             IMAGE_INFO,
-            Tensor("format", DataType.STRING, (1,)),
+            Tensor("formats", DataType.STRING, (-1,)),
         ),
-        outputs=(Tensor("scene", DataType.STRING, (1,)), Tensor("metadata", DataType.STRING, (1,))),
+        outputs=RESPONSE_OUTPUTS,
         instance_groups=_cpu(opts.postprocess_instances),
         parameters=opts.common_parameters(),
     )
@@ -247,8 +251,8 @@ def ensemble_config(opts: RepositoryOptions) -> ModelConfig:
         EnsembleStep(SHARP, input_map=same, output_map=raw),
         EnsembleStep(
             POSTPROCESS,
-            input_map=raw | {"camera": "camera", "image_info": "image_info", "format": "format"},
-            output_map={"scene": "scene", "metadata": "metadata"},
+            input_map=raw | {"camera": "camera", "image_info": "image_info", "formats": "formats"},
+            output_map={"scenes": "scenes", "metadata": "metadata"},
         ),
     )
     return ModelConfig(
@@ -256,8 +260,10 @@ def ensemble_config(opts: RepositoryOptions) -> ModelConfig:
         platform="ensemble",
         max_batch_size=opts.max_batch_size,
         inputs=REQUEST_INPUTS,
-        outputs=(Tensor("scene", DataType.STRING, (1,)), Tensor("metadata", DataType.STRING, (1,))),
+        outputs=RESPONSE_OUTPUTS,
         ensemble_steps=steps,
+        # the gateway reads the model id here on both targets (the GPU sharp has no parameters)
+        parameters=opts.common_parameters(),
     )
 
 

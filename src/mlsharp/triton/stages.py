@@ -20,14 +20,23 @@ from mlsharp.triton.backend import Arrays, as_bytes, as_text, bytes_column, flag
 from mlsharp.triton.models import NETWORK_INPUTS, RAW_OUTPUT_NAMES, REQUEST_INPUTS
 
 PREPROCESS_INPUTS = tuple(tensor.name for tensor in REQUEST_INPUTS)
-POSTPROCESS_INPUTS = (*RAW_OUTPUT_NAMES, "camera", "image_info", "format")
+POSTPROCESS_INPUTS = (*RAW_OUTPUT_NAMES, "camera", "image_info", "formats")
 
 
-def check_format(value: object) -> str:
-    """The requested output format, validated (fails the request before any network time)."""
+def check_formats(values: np.ndarray) -> list[str]:
+    """The requested output formats of one item, validated (fails before any network time).
+
+    At least one; duplicates are refused so that ``scenes[i]`` always answers ``formats[i]``.
+    """
+    from mlsharp.errors import InvalidParameterError
     from mlsharp.formats import check_format as core_check_format
 
-    return core_check_format(as_text(value).strip())
+    names = [core_check_format(as_text(value).strip()) for value in values.reshape(-1)]
+    if not names:
+        raise InvalidParameterError("request at least one output format")
+    if len(set(names)) != len(names):
+        raise InvalidParameterError(f"output formats repeat: {names}")
+    return names
 
 
 def _override(value: float) -> float | None:
@@ -50,7 +59,7 @@ class PreprocessStage:
         batch = inputs["image_bytes"].shape[0]
         images, factors, cameras, infos = [], [], [], []
         for i in range(batch):
-            check_format(inputs["format"].reshape(batch, -1)[i, 0])
+            check_formats(inputs["formats"].reshape(batch, -1)[i])
             kwargs = {"max_pixels": self.max_pixels} if self.max_pixels else {}
             decoded = decode_image(
                 as_bytes(inputs["image_bytes"].reshape(batch, -1)[i, 0]),
@@ -118,7 +127,10 @@ class OnnxRunner:
 
 
 class PostprocessStage:
-    """Raw outputs + camera -> ``scene`` bytes in the requested format and ``metadata`` JSON."""
+    """Raw outputs + camera -> ``scenes`` (one per requested format) and ``metadata`` JSON.
+
+    One unprojection per item; every format is encoded from it.
+    """
 
     def __init__(self, parameters: Mapping[str, str]) -> None:
         self.working_size_px = int(parameters["working_size_px"])
@@ -133,12 +145,14 @@ class PostprocessStage:
         batch = inputs["camera"].shape[0]
         scenes, metadata = [], []
         for i in range(batch):
-            fmt = check_format(inputs["format"].reshape(batch, -1)[i, 0])
+            formats = check_formats(inputs["formats"].reshape(batch, -1)[i])
             focal, width, height = (float(v) for v in inputs["camera"][i])
             camera = CameraInfo(focal_px=focal, width_px=int(width), height_px=int(height))
             raw = [torch.from_numpy(np.ascontiguousarray(inputs[name][i])) for name in RAW_OUTPUT_NAMES]
             gaussians = unproject(*raw, camera, self.working_size_px)
-            scenes.append(encode_scene(fmt, gaussians, camera, random_weights=self.random_weights))
+            scenes.append(
+                [encode_scene(f, gaussians, camera, random_weights=self.random_weights) for f in formats]
+            )
             extra = json.loads(as_text(inputs["image_info"].reshape(batch, -1)[i, 0]))
             meta = build_metadata(
                 gaussians,
@@ -149,4 +163,7 @@ class PostprocessStage:
                 extra=extra,
             )
             metadata.append(metadata_json_bytes(meta))
-        return {"scene": bytes_column(scenes), "metadata": bytes_column(metadata)}
+        out = np.empty((batch, len(scenes[0])), dtype=np.object_)
+        for i, row in enumerate(scenes):  # one request's items share the formats tensor's width
+            out[i, :] = row
+        return {"scenes": out, "metadata": bytes_column(metadata)}
