@@ -7,8 +7,9 @@
 #    repository in with a rename, so Triton never sees half a repository; writes $MARKER last.
 #    The repository is a folder inside $ROOT (the volume), never $ROOT itself: a volume's root
 #    cannot be renamed. The export manifest is kept beside it; the intermediate ONNX files go.
-#  - Skips the work when the marker holds the same export key: settings, the weights' sha256 and
-#    the installed mlsharp version (an upgraded image re-exports). MLSHARP_EXPORT_FORCE=1 redoes it.
+#  - Skips the work when the marker holds the same export key: settings, the weights' sha256, the
+#    installed mlsharp version and the repository contract's digest (an upgraded image whose
+#    python models or configs changed re-exports). MLSHARP_EXPORT_FORCE=1 redoes it.
 set -euo pipefail
 
 ROOT="${MLSHARP_MODELS_ROOT:-/models}"
@@ -63,7 +64,10 @@ download_checkpoint(CHECKPOINT_URL, default_checkpoint_path())'
   weights="sha256:$(sha256sum "$ckpt" | cut -d' ' -f1)"
 fi
 version="$(python -c 'import importlib.metadata as m; print(m.version("mlsharp"))')"
-key="preset=$PRESET target=$TARGET precision=$PRECISION accelerator=$ACCELERATOR weights=$weights mlsharp=$version extra=${EXTRA[*]}"
+# The repository's contract (python models, config generators): a change re-exports even when the
+# package version stayed the same.
+contract="$(python -c 'from export.repository import contract_digest; print(contract_digest())')"
+key="preset=$PRESET target=$TARGET precision=$PRECISION accelerator=$ACCELERATOR weights=$weights mlsharp=$version contract=$contract extra=${EXTRA[*]}"
 
 if [ "$FORCE" != "1" ] && [ -f "$MARKER" ] && [ -d "$REPO" ] && grep -qF "\"key\": \"$key\"" "$MARKER"; then
   echo "export: $REPO already holds this export ($key); nothing to do (MLSHARP_EXPORT_FORCE=1 redoes it)"

@@ -15,6 +15,7 @@ Model files are hard-linked when source and repository share a filesystem (the f
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 from pathlib import Path
@@ -33,6 +34,24 @@ from mlsharp.triton.repository import write_configs
 #: so that an installed package (the export image) finds them; ``model_repository/`` at the project
 #: root is a link to this folder
 TEMPLATES = Path(mlsharp.triton.__file__).resolve().parent / "model_repository"
+
+
+def contract_digest(templates: Path = TEMPLATES) -> str:
+    """16 hex digits of sha256 over what fixes a repository's contract with the serving code: the
+    python models and the modules that generate the configs (tensors, ensemble steps). The
+    deployment's export marker holds it, so an image whose contract changed exports again instead
+    of serving an old repository (the package version alone did not change with it)."""
+    import mlsharp.triton.config
+    import mlsharp.triton.models
+    import mlsharp.triton.repository
+
+    modules = (mlsharp.triton.models, mlsharp.triton.config, mlsharp.triton.repository)
+    files = sorted(templates.rglob("model.py")) + [Path(m.__file__ or "") for m in modules]
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.relative_to(path.parents[2]).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def _place(source: Path, target: Path) -> None:

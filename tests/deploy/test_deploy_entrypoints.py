@@ -32,6 +32,7 @@ if [ "$1" = "-c" ]; then
   case "$2" in
     *download_checkpoint\(*) mkdir -p "$(dirname "$ckpt")"; printf 'weights' > "$ckpt" ;;
     *importlib.metadata*) echo "${FAKE_VERSION:-0.1.0}" ;;
+    *contract_digest*) echo "${FAKE_CONTRACT:-c0ffee}" ;;
     *) echo "$ckpt" ;;
   esac
   exit 0
@@ -138,12 +139,16 @@ def test_an_upgraded_package_or_other_weights_export_again(env: dict[str, str]) 
     upgraded = run(EXPORT, env, FAKE_VERSION="0.2.0")
     assert upgraded.returncode == 0 and "nothing to do" not in upgraded.stdout
     assert (Path(env["MLSHARP_MODELS_ROOT"]) / "repository/sharp/1/model.onnx").read_text().strip() == "run 2"
+    # same version, other python models or configs (the ensemble's inputs changed once that way)
+    new_contract = run(EXPORT, env, FAKE_VERSION="0.2.0", FAKE_CONTRACT="beef")
+    assert new_contract.returncode == 0 and "nothing to do" not in new_contract.stdout
+    assert run(EXPORT, env, FAKE_VERSION="0.2.0", FAKE_CONTRACT="beef").stdout.count("nothing to do") == 1
     ckpt = Path(env["MLSHARP_CHECKPOINT"])
     ckpt.parent.mkdir()
     ckpt.write_bytes(b"a" * 100)
-    assert run(EXPORT, env, FAKE_VERSION="0.2.0").returncode == 0
+    assert run(EXPORT, env, FAKE_VERSION="0.2.0", FAKE_CONTRACT="beef").returncode == 0
     ckpt.write_bytes(b"b" * 100)  # same name and size, other weights
-    again = run(EXPORT, env, FAKE_VERSION="0.2.0")
+    again = run(EXPORT, env, FAKE_VERSION="0.2.0", FAKE_CONTRACT="beef")
     assert again.returncode == 0 and "nothing to do" not in again.stdout
 
 

@@ -72,3 +72,16 @@ def test_an_installed_copy_writes_a_repository_and_finds_the_page(wheel: Path, t
             TEMPLATES / name / "1" / "model.py"
         ).read_bytes()
     assert (static / "index.html").read_bytes() == (STATIC_DIR / "index.html").read_bytes()
+
+
+def test_the_contract_digest_follows_the_python_models(tmp_path: Path) -> None:
+    """The export marker's contract digest changes with a python model (and is stable otherwise)."""
+    import shutil
+
+    from export.repository import contract_digest
+
+    copy = tmp_path / "model_repository"
+    shutil.copytree(TEMPLATES, copy)
+    assert contract_digest(copy) == contract_digest(TEMPLATES) == contract_digest()
+    (copy / "postprocess" / "1" / "model.py").write_text("# another postprocess\n")
+    assert contract_digest(copy) != contract_digest(TEMPLATES)
