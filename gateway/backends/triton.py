@@ -17,7 +17,7 @@ import httpx
 import numpy as np
 
 from gateway.backends.base import Admission, InferenceResult, no_gpu
-from gateway.errors import BackendError, BackendUnavailable
+from gateway.errors import BackendError, BackendUnavailable, Overloaded
 from gateway.logs import request_id_var
 from gateway.settings import Settings
 from mlsharp.errors import InvalidParameterError, error_from_code
@@ -27,12 +27,22 @@ log = logging.getLogger("gateway.backend.triton")
 _UNAVAILABLE = ("UNAVAILABLE", "DEADLINE_EXCEEDED", "CANCELLED", "RESOURCE_EXHAUSTED")
 
 
-def typed_error(message: str, status: str | None) -> Exception:
+#: what Triton says when a model's bounded queue (default_queue_policy.max_queue_size) is full
+_QUEUE_FULL = "Exceeds maximum queue size"
+
+
+def typed_error(message: str, status: str | None, retry_after_s: float = 5.0) -> Exception:
     """Map a Triton error to our types: the models send a JSON ``{"code", "message"}`` for every
-    error (see mlsharp.triton.backend), transport failures map by gRPC status."""
+    error (see mlsharp.triton.backend), transport failures map by gRPC status. A full queue in
+    Triton is overload (429 with Retry-After), not an outage (503)."""
     from mlsharp.triton.backend import parse_error_text  # the models' side of the convention
 
     status = (status or "").replace("StatusCode.", "")
+    if _QUEUE_FULL in message:
+        return Overloaded(
+            "The inference server's queue is full; retry after the time in Retry-After.",
+            retry_after_s=retry_after_s,
+        )
     if status in _UNAVAILABLE or not status:
         return BackendUnavailable(f"Triton is unavailable ({status or 'no connection'}).")
     code, text = parse_error_text(message)
@@ -219,7 +229,9 @@ class TritonBackend:
                     client_timeout=self._settings.triton_timeout_s,
                 )
             except InferenceServerException as error:
-                typed = typed_error(error.message() or str(error), error.status())
+                typed = typed_error(
+                    error.message() or str(error), error.status(), self._admission.retry_after()
+                )
                 log.warning("triton error: %s", error.message(), extra={"mapped": type(typed).__name__})
                 raise typed from None
             elapsed = time.perf_counter() - start

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from gateway.app import create_app
 from gateway.backends.triton import TritonBackend, typed_error
-from gateway.errors import BackendError, BackendUnavailable
+from gateway.errors import BackendError, BackendUnavailable, Overloaded
 from mlsharp.errors import ImageTooLargeError, InvalidImageError, InvalidParameterError
 from mlsharp.triton.backend import error_text
 from tests.gateway.fake_triton import FakeTriton
@@ -105,6 +105,12 @@ def test_typed_errors_from_the_models(make_settings, triton: FakeTriton) -> None
         ),
         ("unexpected shape", "StatusCode.INVALID_ARGUMENT", InvalidParameterError, "unexpected shape"),
         ("failed to connect", "StatusCode.UNAVAILABLE", BackendUnavailable, "UNAVAILABLE"),
+        (
+            "in ensemble 'mlsharp', Exceeds maximum queue size",
+            "StatusCode.UNAVAILABLE",
+            Overloaded,
+            "queue is full",
+        ),
         ("Deadline Exceeded", "StatusCode.DEADLINE_EXCEEDED", BackendUnavailable, "DEADLINE_EXCEEDED"),
         ("Request for unknown model", "StatusCode.NOT_FOUND", BackendUnavailable, "does not serve"),
         (error_text(ZeroDivisionError("x")), "StatusCode.INTERNAL", BackendError, "internal_error"),
@@ -112,9 +118,11 @@ def test_typed_errors_from_the_models(make_settings, triton: FakeTriton) -> None
     ],
 )
 def test_typed_error_mapping(message: str, status: str, expected: type, text: str) -> None:
-    error = typed_error(message, status)
+    error = typed_error(message, status, retry_after_s=7.2)
     assert type(error) is expected
     assert text in str(error)
+    if expected is Overloaded:  # Triton's bounded queue is full: 429, with the measured wait
+        assert error.headers == {"Retry-After": "8"}
 
 
 def test_not_ready_without_a_served_model_id(make_settings) -> None:
