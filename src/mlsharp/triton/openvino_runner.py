@@ -80,11 +80,11 @@ class OpenVinoRunner:
         self._outputs = [self.compiled.output(name) for name in RAW_OUTPUT_NAMES]
 
     def effective_precision(self) -> str:
-        """The inference precision the plugin actually uses (``bf16`` falls back to ``f32`` on a CPU
-        without native bf16)."""
+        """The inference precision the plugin actually uses, as OpenVINO names it (``f32``, ``bf16``;
+        a bf16 hint falls back to ``f32`` on a CPU without native bf16)."""
         import openvino.properties.hint as hints
 
-        return str(self.compiled.get_property(hints.inference_precision))
+        return self.compiled.get_property(hints.inference_precision).get_type_name()
 
     def forward(self, image: np.ndarray, factor: np.ndarray) -> list[np.ndarray]:
         """One inference on a batch; the outputs are copies (the request reuses its buffers)."""
