@@ -32,6 +32,18 @@ def repository_model_id(repository: Path) -> str:
     return found.group(1)
 
 
+def same_weights(served_id: str, weights_id: str) -> bool:
+    """Whether a repository's model id is ``weights_id`` served by some CPU runtime and precision
+    (``+int8``, ``+ov-bf16``...): then eager and Triton run the same weights."""
+    from mlsharp.triton.models import CPU_RUNTIME_PRECISIONS, served_model_id
+
+    return served_id in {
+        served_model_id(weights_id, precision, runtime)
+        for runtime, precisions in CPU_RUNTIME_PRECISIONS.items()
+        for precision in precisions
+    }
+
+
 def ply_vertices(data: bytes) -> np.ndarray:
     """Binary little-endian float PLY vertices as an (N, properties) float32 array."""
     head, _, body = data.partition(b"end_header\n")
@@ -92,7 +104,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     from mlsharp.imaging import decode_image
     from mlsharp.perf.inputs import generated_photos
     from mlsharp.pipeline import ScenePipeline
-    from mlsharp.triton.models import served_model_id
     from mlsharp.triton.server import TritonServer
 
     photo = args.image.read_bytes() if args.image else generated_photos(((1024, 768, 2),))[0]
@@ -101,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.preset, checkpoint=args.checkpoint, random_weights=not args.checkpoint, seed=args.seed
     )
     served_id = repository_model_id(repository)
-    if served_id not in {served_model_id(loaded.model_id, precision) for precision in ("fp32", "int8")}:
+    if not same_weights(served_id, loaded.model_id):
         print(f"error: Triton serves {served_id!r} but eager loaded {loaded.model_id!r}", file=sys.stderr)
         return 2
     pipeline = ScenePipeline(loaded)
