@@ -295,3 +295,20 @@ def test_compare_accepts_every_served_variant_of_the_same_weights() -> None:
     for served in ("w", "w+int8", "w+ov-fp32", "w+ov-bf16"):
         assert same_weights(served, "w"), served
     assert not same_weights("v+ov-bf16", "w") and not same_weights("w+ov-int4", "w")
+
+
+def test_served_rss_runs_tiny(triton_repository: Path, tmp_path: Path) -> None:
+    out = tmp_path / "rss.json"
+    cmd = [sys.executable, "-m", "benchmarks.served_rss", "--repository", str(triton_repository),
+           "--requests", "2", "--json", str(out)]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    after = result["rss_after_request_bytes"]
+    assert len(after) == 2 and len(result["request_s"]) == 2
+    assert all(value > 100 << 20 for value in after) and result["peak_rss_bytes"] >= max(after)
+    assert result["change_first_to_last"] == pytest.approx((after[1] - after[0]) / after[0])
+    models = result["rss_by_process_after_request_bytes"][0]
+    assert {"tritonserver", "preprocess", "sharp", "postprocess"} <= set(models)
+    assert sum(models.values()) == after[0]
+    assert "sharp stub alone" in proc.stdout
