@@ -186,3 +186,16 @@ def test_bf16_hint_is_what_the_plugin_uses_on_a_native_bf16_cpu(tmp_path: Path) 
     assert runner.effective_precision() == "bf16"
     with pytest.raises(ValueError, match="precision must be one of"):
         OpenVinoRunner(tmp_path / "stand_in.onnx", "int8")  # type: ignore[arg-type]
+
+
+def test_export_cli_refuses_openvino_without_the_onnx_graph(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from export.__main__ import main
+
+    argv = ["--preset", "test", "--random-weights", "--out", str(tmp_path), "--formats", "torchscript"]
+    assert main([*argv, "--precision", "ov-bf16"]) == 2
+    assert "openvino bf16 serves the ONNX graph: add onnx to --formats" in capsys.readouterr().err
+    assert main([*argv, "--precision", "int8,ov-fp32"]) == 2
+    assert "a repository serves one" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())  # refused before anything was exported
