@@ -75,12 +75,18 @@ def study(args: argparse.Namespace, work: Path) -> dict[str, object]:
     paths = list(dict.fromkeys(["eager-fp32", *args.paths]))  # eager fp32 is the reference
     onnx = args.onnx
     export_s = None
+    if onnx is None and args.reuse and (work / "onnx" / "model.onnx").is_file():
+        onnx = work / "onnx" / "model.onnx"
     if onnx is None and GRAPH_PATHS & set(paths):
         onnx, start = work / "onnx" / "model.onnx", time.perf_counter()
         _worker(args, "--export-onnx", str(onnx))
         export_s = time.perf_counter() - start
     rows: dict[str, dict] = {}
     for path in paths:
+        if args.reuse and (work / f"{path}.json").is_file() and (work / f"{path}.npz").is_file():
+            print(f"reusing {path} from {work}", flush=True)
+            rows[path] = json.loads((work / f"{path}.json").read_text())
+            continue
         extra = [
             "--path",
             path,
@@ -180,6 +186,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=1, help="untimed forwards per path first")
     p.add_argument("--repeats", type=int, default=1, help="timed forwards per path")
     p.add_argument("--work", type=Path, help="scratch folder (default: a temporary one)")
+    p.add_argument(
+        "--reuse", action="store_true", help="keep paths (and the graph) already measured in --work"
+    )
     p.add_argument("--json", type=Path, help="write the result as JSON here")
     p.add_argument("--markdown", type=Path, help="write the tables as markdown here")
     args = p.parse_args(argv)

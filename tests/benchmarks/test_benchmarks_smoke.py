@@ -287,6 +287,14 @@ def test_cpu_precision_study_runs_tiny(triton_export_dir: Path, triton_weights: 
     assert rows["ov-fp32"]["within_bound"] and max(f["max"] for f in ov32.values()) < 1e-3
     for field in rows["ov-bf16"]["fidelity"].values():
         assert field["median"] <= field["max"] < 0.1
+    # an interrupted study goes on from its --work folder: measured paths are read back, not rerun
+    again = subprocess.run(
+        [*cmd, "--reuse"], cwd=ROOT, capture_output=True, text=True, timeout=600, check=False
+    )
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert again.stdout.count("reusing ") == 3 and "worker" not in again.stdout
+    reused = json.loads(out.read_text())["paths"]
+    assert {p: r["forward_s"] for p, r in reused.items()} == {p: r["forward_s"] for p, r in rows.items()}
 
 
 def test_compare_accepts_every_served_variant_of_the_same_weights() -> None:
