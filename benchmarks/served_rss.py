@@ -13,6 +13,7 @@ within 5 % of the RSS after request 1 (a leak or a growing arena shows as steady
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import threading
@@ -24,6 +25,24 @@ from benchmarks.load.procs import _cmdline, descendants, rss_bytes
 from benchmarks.triton_request import run_request
 
 GIB = 1 << 30
+
+
+def pss_bytes(pid: int) -> int:
+    """Proportional set size of one process (0 if unreadable): shared pages divided among their users.
+
+    Why besides RSS: the python backend passes tensors through shared memory that both tritonserver
+    and the stub map, so a sum of RSS counts those pages twice; a sum of PSS counts them once.
+    """
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in (Path("/proc") / str(pid) / "smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def tree_pss_bytes(pid: int) -> int:
+    """Summed PSS of ``pid`` and its descendants."""
+    return sum(pss_bytes(p) for p in descendants(pid))
 
 
 def tree_rss_bytes(pid: int) -> dict[int, int]:
@@ -95,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         pid = server.process.pid
         idle = sum(tree_rss_bytes(pid).values())
         print(f"server + stubs after load: {idle / GIB:.2f} GiB", flush=True)
-        seconds, after, largest, models = [], [], [], []
+        seconds, after, largest, models, pss = [], [], [], [], []
         with PeakSampler(pid) as sampler:
             for index in range(args.requests):
                 request_s, _ = run_request(server, photo, args.format)
@@ -103,10 +122,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 seconds.append(request_s)
                 after.append(sum(per_process.values()))
                 largest.append(max(per_process.values()))
+                pss.append(tree_pss_bytes(pid))
                 models.append(by_model(per_process))
                 detail = ", ".join(f"{k} {v / GIB:.3f}" for k, v in models[-1].items())
                 print(
-                    f"request {index + 1}: {request_s:.2f} s, RSS server+stubs {after[-1] / GIB:.3f} GiB "
+                    f"request {index + 1}: {request_s:.2f} s, RSS server+stubs {after[-1] / GIB:.3f} GiB, "
+                    f"PSS {pss[-1] / GIB:.3f} GiB "
                     f"({detail})",
                     flush=True,
                 )
@@ -119,6 +140,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"after request {len(after)}: {after[-1] / GIB:.3f} GiB"
     )
     print(f"change {change * 100:+.2f} % (bound: within 5 %); sampled peak {peak / GIB:.3f} GiB")
+    print(
+        f"PSS (shared memory counted once): {pss[0] / GIB:.3f} GiB after request 1, {pss[-1] / GIB:.3f} "
+        f"GiB after request {len(pss)}, change {growth(pss) * 100:+.2f} %"
+    )
     print(
         f"sharp stub alone: {sharp[0] / GIB:.3f} GiB after request 1, {sharp[-1] / GIB:.3f} GiB after "
         f"request {len(sharp)}, change {sharp_change * 100:+.2f} %"
@@ -133,6 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "rss_after_request_bytes": after,
             "largest_process_rss_after_request_bytes": largest,
             "rss_by_process_after_request_bytes": models,
+            "pss_after_request_bytes": pss,
             "sharp_change_first_to_last": sharp_change,
             "peak_rss_bytes": peak,
             "change_first_to_last": change,

@@ -319,4 +319,6 @@ def test_served_rss_runs_tiny(triton_repository: Path, tmp_path: Path) -> None:
     models = result["rss_by_process_after_request_bytes"][0]
     assert {"tritonserver", "preprocess", "sharp", "postprocess"} <= set(models)
     assert sum(models.values()) == after[0]
+    pss = result["pss_after_request_bytes"]
+    assert len(pss) == 2 and all(100 << 20 < value <= rss for value, rss in zip(pss, after, strict=True))
     assert "sharp stub alone" in proc.stdout
