@@ -322,3 +322,31 @@ def test_served_rss_runs_tiny(triton_repository: Path, tmp_path: Path) -> None:
     pss = result["pss_after_request_bytes"]
     assert len(pss) == 2 and all(100 << 20 < value <= rss for value, rss in zip(pss, after, strict=True))
     assert "sharp stub alone" in proc.stdout
+
+
+def test_compare_sequential_runs_eager_before_triton(
+    triton_repository: Path, triton_weights: Any, tmp_path: Path
+) -> None:
+    out = tmp_path / "compare.json"
+    cmd = [
+        sys.executable, "-m", "benchmarks.compare", "--preset", triton_weights.preset, "--seed",
+        str(triton_weights.seed), "--repository", str(triton_repository), "--repeats", "2",
+        "--sequential", "--json", str(out),
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    order = [line.split(":")[0] for line in proc.stdout.splitlines() if line.startswith(("warm-up", "run "))]
+    assert order == [
+        "warm-up eager",
+        "run 1 eager",
+        "run 2 eager",
+        "warm-up triton",
+        "run 1 triton",
+        "run 2 triton",
+    ]
+    result = json.loads(out.read_text())
+    assert result["order"] == "sequential (eager first)"
+    assert result["ratio_triton_over_eager"] == pytest.approx(
+        result["median_s"]["triton"] / result["median_s"]["eager"]
+    )
+    assert result["max_relative_ply_difference"] < 0.05  # same weights, same photo
