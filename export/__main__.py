@@ -4,6 +4,8 @@ Triton model repository and ``export_manifest.json``.
     python -m export --preset test --random-weights --out artifacts/export-test
     python -m export --preset full --checkpoint sharp_2572gikvuh.pt --out artifacts/full \\
         --target gpu --precision fp32,fp16
+    python -m export --preset full --checkpoint sharp_2572gikvuh.pt --out artifacts/full-ov \\
+        --precision fp32,ov-bf16      # CPU target served by OpenVINO in bf16 (or: auto)
 
 Exit codes: 0 ok, 1 a numeric check failed (manifest written, repository not), 2 bad arguments.
 """
@@ -22,12 +24,22 @@ import torch
 from export import graphs, verify
 from export.manifest import file_entry, write_manifest
 from export.repository import onnx_files, write_repository
+from export.serving import (
+    AUTO,
+    CPU_VARIANTS,
+    Reference,
+    ServedVariant,
+    check_variants,
+    choose_cpu_variants,
+    openvino_installed,
+)
+from mlsharp.cpu_features import read_cpu_features
 from mlsharp.errors import InvalidParameterError, MLSharpError
 from mlsharp.sample_image import photo_like_jpeg
 from mlsharp.triton.models import RepositoryOptions, served_model_id
 
 FORMATS = ("onnx", "torchscript")
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = ("fp32", "fp16", *CPU_VARIANTS, AUTO)
 
 
 def _csv(choices: Sequence[str]):
@@ -66,7 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--precision",
         type=_csv(PRECISIONS),
         default=["fp32"],
-        help="fp32, fp16 (GPU), int8 (CPU opt-in: serves quantized MatMuls; model id gets +int8)",
+        help="fp32, fp16 (GPU); what the CPU target serves: int8 (opt-in, quantized MatMuls on ONNX "
+        "Runtime; model id +int8), ov-fp32 / ov-bf16 (OpenVINO; +ov-fp32 / +ov-bf16), auto (ov-bf16 "
+        "where the CPU has AMX or AVX-512 BF16 and openvino is installed, else ONNX Runtime fp32)",
     )
     p.add_argument("--formats", type=_csv(FORMATS), default=list(FORMATS), help="onnx and/or torchscript")
     p.add_argument("--target", choices=("cpu", "gpu"), default="cpu", help="how Triton runs `sharp`")
@@ -126,14 +140,16 @@ def _check_inputs(image_bytes: bytes, working_size: int, batch: int) -> tuple[to
     return torch.cat(images), torch.cat(factors)
 
 
-def _check_precision(args: argparse.Namespace) -> None:
-    if "int8" in args.precision and args.target == "gpu":
-        raise InvalidParameterError(
-            "--precision int8 is for --target cpu (dynamically quantized MatMuls on ONNX Runtime's CPU "
-            "provider); on a GPU use fp16"
-        )
-    if "int8" in args.precision and "onnx" not in args.formats:
-        raise InvalidParameterError("--precision int8 quantizes the ONNX graph: add onnx to --formats")
+def _check_precision(args: argparse.Namespace) -> list[ServedVariant]:
+    """The variants to check, fastest first; refuses requests that cannot be served (exit 2)."""
+    variants = choose_cpu_variants(args.precision, args.target, read_cpu_features(), openvino_installed())
+    for variant in variants:
+        if (variant.runtime != "onnxruntime" or variant.precision == "int8") and "onnx" not in args.formats:
+            raise InvalidParameterError(
+                f"--precision {variant.runtime} {variant.precision} serves the ONNX graph: add onnx to "
+                "--formats"
+            )
+    return variants
 
 
 def run(args: argparse.Namespace) -> int:
@@ -142,7 +158,9 @@ def run(args: argparse.Namespace) -> int:
 
     config = get_preset(args.preset)
     _check_size(args.preset, config.working_size_px, args.size)
-    _check_precision(args)
+    variants = _check_precision(args)
+    print("to serve, first that passes its check: " + "; ".join(map(str, variants)), flush=True)
+    max_batch_size = args.max_batch_size or (4 if args.target == "gpu" or args.preset == "full" else 8)
     out: Path = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     loaded = load_predictor(
@@ -171,13 +189,17 @@ def run(args: argparse.Namespace) -> int:
             checks.append(
                 verify.check_onnx(files["onnx_fp16"], "fp16", image, factor, reference, floor=floor)
             )
-        if "int8" in args.precision:
-            start = time.perf_counter()
-            files["onnx_int8"] = graphs.quantize_int8(files["onnx_fp32"], out / "onnx" / "model.int8.onnx")
-            timings["int8_quantize"] = time.perf_counter() - start
-            checks.append(
-                verify.check_onnx(files["onnx_int8"], "int8", image, factor, reference, floor=floor)
-            )
+    checked = check_variants(
+        variants,
+        files,
+        out / "onnx",
+        Reference(image, factor, reference, floor),
+        threads=args.intra_op_threads,
+        max_batch=max_batch_size,
+        timings=timings,
+    )
+    checks += checked.checks
+    variant = checked.served or variants[-1]  # none passed: the manifest names the last one tried
     if "torchscript" in args.formats:
         start = time.perf_counter()
         files["torchscript"] = graphs.export_torchscript(
@@ -187,25 +209,26 @@ def run(args: argparse.Namespace) -> int:
         checks.append(verify.check_torchscript(files["torchscript"], image, factor, reference, floor=floor))
     for check in checks:
         print("\n".join(check.lines()), flush=True)
-    ok = all(c.ok for c in checks)
+    ok = all(c.ok for c in checks) and checked.served is not None
 
     repository = None
-    serve_int8 = "int8" in args.precision
     opts = RepositoryOptions(
         preset=config.name,
         working_size_px=config.working_size_px,
         num_gaussians=config.num_gaussians,
-        model_id=served_model_id(loaded.model_id, "int8" if serve_int8 else "fp32"),
+        model_id=served_model_id(loaded.model_id, variant.precision, variant.runtime),
         random_weights=loaded.random_weights,
         target=args.target,
-        max_batch_size=args.max_batch_size or (4 if args.target == "gpu" or args.preset == "full" else 8),
+        max_batch_size=max_batch_size,
         max_queue_delay_us=args.max_queue_delay_us,
         max_queue_size=args.max_queue_size,
         preferred_batch_sizes=args.preferred_batch_sizes,
         preprocess_instances=args.preprocess_instances,
         postprocess_instances=args.postprocess_instances,
         intra_op_threads=args.intra_op_threads,
-        precision="int8" if serve_int8 else ("fp16" if "fp16" in args.precision else "fp32"),
+        # a CPU export that also converts fp16 still serves fp32 (the CPU runner has no fp16 path)
+        precision=variant.precision,  # type: ignore[arg-type]
+        runtime=variant.runtime,  # type: ignore[arg-type]
         gpu_accelerator=args.gpu_accelerator,
     )
     if ok and not args.no_repository and "onnx_fp32" in files:
@@ -226,6 +249,9 @@ def run(args: argparse.Namespace) -> int:
             "model_id": opts.model_id,
             "weights_model_id": loaded.model_id,
             "served_precision": opts.precision,
+            "served_runtime": opts.runtime if opts.target == "cpu" else "onnxruntime (triton backend)",
+            "served_choice": variant.reason,
+            "cpu": read_cpu_features().summary(),
             "random_weights": loaded.random_weights,
             "seed": args.seed if loaded.random_weights else None,
             "checkpoint": str(args.checkpoint) if args.checkpoint else None,
@@ -239,6 +265,8 @@ def run(args: argparse.Namespace) -> int:
             else "generated photo-like JPEG (mlsharp.sample_image)",
             "tolerances": {k: {"rtol": v[0], "atol": v[1]} for k, v in verify.TOLERANCES.items()},
             "checks": [c.to_json() for c in checks],
+            # auto's candidates that failed their check and were therefore not served
+            "rejected_checks": [c.to_json() for c in checked.rejected],
             "ok": ok,
             "timings_s": timings,
             "files": {key: [file_entry(p, out) for p in onnx_files(path)] for key, path in files.items()},

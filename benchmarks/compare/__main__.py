@@ -9,6 +9,7 @@ weights are the same when the repository's ``model_id`` equals the eager predict
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import re
@@ -30,6 +31,18 @@ def repository_model_id(repository: Path) -> str:
     if not found:
         raise SystemExit(f"error: {repository} has no model_id parameter")
     return found.group(1)
+
+
+def same_weights(served_id: str, weights_id: str) -> bool:
+    """Whether a repository's model id is ``weights_id`` served by some CPU runtime and precision
+    (``+int8``, ``+ov-bf16``...): then eager and Triton run the same weights."""
+    from mlsharp.triton.models import CPU_RUNTIME_PRECISIONS, served_model_id
+
+    return served_id in {
+        served_model_id(weights_id, precision, runtime)
+        for runtime, precisions in CPU_RUNTIME_PRECISIONS.items()
+        for precision in precisions
+    }
 
 
 def ply_vertices(data: bytes) -> np.ndarray:
@@ -65,6 +78,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--image", type=Path, help="photo (default: a generated 1024x768 photo-like JPEG)")
     p.add_argument("--repeats", type=int, default=3, help="timed requests per path (after the warm-up)")
     p.add_argument("--warmup", type=int, default=1, help="untimed requests per path first (default 1)")
+    p.add_argument(
+        "--sequential",
+        action="store_true",
+        help="all eager requests first, free the eager model, then Triton's: the two never hold their "
+        "memory at once (the full preset's eager ~10 GB peak + a served repository's ~10 GB), at the "
+        "cost of not alternating under the same background load",
+    )
     p.add_argument("--json", type=Path, help="also write the result as JSON here")
     return p
 
@@ -92,7 +112,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     from mlsharp.imaging import decode_image
     from mlsharp.perf.inputs import generated_photos
     from mlsharp.pipeline import ScenePipeline
-    from mlsharp.triton.models import served_model_id
     from mlsharp.triton.server import TritonServer
 
     photo = args.image.read_bytes() if args.image else generated_photos(((1024, 768, 2),))[0]
@@ -101,15 +120,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.preset, checkpoint=args.checkpoint, random_weights=not args.checkpoint, seed=args.seed
     )
     served_id = repository_model_id(repository)
-    if served_id not in {served_model_id(loaded.model_id, precision) for precision in ("fp32", "int8")}:
+    if not same_weights(served_id, loaded.model_id):
         print(f"error: Triton serves {served_id!r} but eager loaded {loaded.model_id!r}", file=sys.stderr)
         return 2
-    pipeline = ScenePipeline(loaded)
+    pipeline: ScenePipeline | None = ScenePipeline(loaded)
+    weights_id = loaded.model_id
+    del loaded  # --sequential frees the eager model: no reference may outlive the pipeline
 
     def eager() -> bytes:
+        assert pipeline is not None
         return pipeline.predict(decode_image(photo), ("ply",)).encoded["ply"]
 
-    with TritonServer(repository) as server:
+    times: dict[str, list[float]] = {"eager": [], "triton": []}
+    scenes: dict[str, bytes] = {}
+
+    def measure(paths: Sequence[tuple[str, Callable[[], bytes]]]) -> None:
+        """Warm-ups, then the timed runs, alternating between ``paths`` within each round."""
+        for _ in range(args.warmup):  # first-run allocations and ORT/torch set-up
+            for name, fn in paths:
+                print(f"warm-up {name}: {timed(fn)[0]:.3f} s", flush=True)
+        for run in range(args.repeats):
+            for name, fn in paths:
+                seconds, scenes[name] = timed(fn)
+                times[name].append(seconds)
+                print(f"run {run + 1} {name}: {seconds:.3f} s", flush=True)
+
+    load_before = os.getloadavg()
+    if args.sequential:  # eager's peak is over, and its weights freed, before Triton loads
+        measure([("eager", eager)])
+        pipeline = None
+        gc.collect()
+    with TritonServer(repository, startup_timeout_s=900) as server:
         client = grpcclient.InferenceServerClient(server.grpc_url)
 
         def triton() -> bytes:
@@ -129,17 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             result = client.infer("mlsharp", inputs, outputs=[grpcclient.InferRequestedOutput("scenes")])
             return bytes(result.as_numpy("scenes").reshape(-1)[0])
 
-        load_before = os.getloadavg()
-        for _ in range(args.warmup):  # first-run allocations and ORT/torch set-up
-            for name, fn in (("eager", eager), ("triton", triton)):
-                print(f"warm-up {name}: {timed(fn)[0]:.3f} s", flush=True)
-        times: dict[str, list[float]] = {"eager": [], "triton": []}
-        scenes: dict[str, bytes] = {}
-        for run in range(args.repeats):
-            for name, fn in (("eager", eager), ("triton", triton)):
-                seconds, scenes[name] = timed(fn)
-                times[name].append(seconds)
-                print(f"run {run + 1} {name}: {seconds:.3f} s", flush=True)
+        measure([("triton", triton)] if args.sequential else [("eager", eager), ("triton", triton)])
         load_after = os.getloadavg()
         client.close()
 
@@ -148,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ours, ref = ply_vertices(scenes["triton"])[:, :10], ply_vertices(scenes["eager"])[:, :10]
     diff = float((np.abs(ours - ref).max(axis=0) / np.maximum(np.abs(ref).max(axis=0), 1e-12)).max())
     print(
-        f"preset {args.preset}, weights {loaded.model_id}, served {served_id}, "
+        f"preset {args.preset}, weights {weights_id}, served {served_id}, "
         f"image {len(photo)} bytes, {args.repeats} repeats"
     )
     for name in ("eager", "triton"):
@@ -165,13 +196,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = {
             "what": "whole request decode..encode, Triton ensemble vs eager ScenePipeline",
             "preset": args.preset,
-            "model_id": loaded.model_id,
+            "model_id": weights_id,
             "served_model_id": served_id,
             "random_weights": not args.checkpoint,
             "image_bytes": len(photo),
             "times_s": times,
             "median_s": med,
             "ratio_triton_over_eager": med["triton"] / med["eager"],
+            "order": "sequential (eager first)" if args.sequential else "alternating",
             "max_relative_ply_difference": diff,
             "load_average_1min": [load_before[0], load_after[0]],
             "cpu_count": os.cpu_count(),

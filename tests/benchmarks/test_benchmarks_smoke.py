@@ -247,3 +247,106 @@ def test_ort_int8_runs_tiny(triton_export_dir: Path, tmp_path: Path) -> None:
         "mean_vectors", "singular_values", "quaternions", "colors", "opacities"
     }  # fmt: skip
     assert all(0 <= value < 0.05 for value in result["max_relative_deviation"].values())
+
+
+def test_cpu_precision_study_runs_tiny(triton_export_dir: Path, triton_weights: Any, tmp_path: Path) -> None:
+    out = tmp_path / "study.json"
+    cmd = [sys.executable, "-m", "benchmarks.cpu_precision", "--preset", triton_weights.preset,
+           "--seed", str(triton_weights.seed), "--onnx", str(triton_export_dir / "onnx" / "model.onnx"),
+           "--paths", "ov-fp32,ov-bf16", "--warmup", "0", "--repeats", "1", "--threads", "1",
+           "--work", str(tmp_path / "work"), "--json", str(out)]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    from mlsharp.cpu_features import read_cpu_features
+
+    assert result["environment"]["cpu_model"] == read_cpu_features().model_name
+    assert read_cpu_features().model_name in proc.stdout and "| ov-bf16 |" in proc.stdout
+    rows = result["paths"]
+    assert list(rows) == ["eager-fp32", "ov-fp32", "ov-bf16"]  # the reference always runs first
+    assert rows["eager-fp32"]["ratio_to_eager_fp32"] == 1.0
+    eager_s = rows["eager-fp32"]["median_forward_s"]
+    for row in rows.values():
+        assert row["median_forward_s"] > 0 and row["peak_rss_bytes"] > 100 << 20
+        assert row["ratio_to_eager_fp32"] == pytest.approx(row["median_forward_s"] / eager_s)
+        assert set(row["fidelity"]) == {
+            "mean_vectors",
+            "singular_values",
+            "quaternions",
+            "colors",
+            "opacities",
+        }
+    assert all(v == {"max": 0.0, "median": 0.0} for v in rows["eager-fp32"]["fidelity"].values())
+    # each path is judged by the export's bound for its precision
+    assert {p: r["bound"] for p, r in rows.items()} == {
+        "eager-fp32": "fp32",
+        "ov-fp32": "fp32",
+        "ov-bf16": "bf16",
+    }
+    ov32 = rows["ov-fp32"]["fidelity"]
+    assert rows["ov-fp32"]["within_bound"] and max(f["max"] for f in ov32.values()) < 1e-3
+    for field in rows["ov-bf16"]["fidelity"].values():
+        assert field["median"] <= field["max"] < 0.1
+    # an interrupted study goes on from its --work folder: measured paths are read back, not rerun
+    again = subprocess.run(
+        [*cmd, "--reuse"], cwd=ROOT, capture_output=True, text=True, timeout=600, check=False
+    )
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert again.stdout.count("reusing ") == 3 and "worker" not in again.stdout
+    reused = json.loads(out.read_text())["paths"]
+    assert {p: r["forward_s"] for p, r in reused.items()} == {p: r["forward_s"] for p, r in rows.items()}
+
+
+def test_compare_accepts_every_served_variant_of_the_same_weights() -> None:
+    from benchmarks.compare.__main__ import same_weights
+
+    for served in ("w", "w+int8", "w+ov-fp32", "w+ov-bf16"):
+        assert same_weights(served, "w"), served
+    assert not same_weights("v+ov-bf16", "w") and not same_weights("w+ov-int4", "w")
+
+
+def test_served_rss_runs_tiny(triton_repository: Path, tmp_path: Path) -> None:
+    out = tmp_path / "rss.json"
+    cmd = [sys.executable, "-m", "benchmarks.served_rss", "--repository", str(triton_repository),
+           "--requests", "2", "--json", str(out)]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    after = result["rss_after_request_bytes"]
+    assert len(after) == 2 and len(result["request_s"]) == 2
+    assert all(value > 100 << 20 for value in after) and result["peak_rss_bytes"] >= max(after)
+    assert result["change_first_to_last"] == pytest.approx((after[1] - after[0]) / after[0])
+    models = result["rss_by_process_after_request_bytes"][0]
+    assert {"tritonserver", "preprocess", "sharp", "postprocess"} <= set(models)
+    assert sum(models.values()) == after[0]
+    pss = result["pss_after_request_bytes"]
+    assert len(pss) == 2 and all(100 << 20 < value <= rss for value, rss in zip(pss, after, strict=True))
+    assert "sharp stub alone" in proc.stdout
+
+
+def test_compare_sequential_runs_eager_before_triton(
+    triton_repository: Path, triton_weights: Any, tmp_path: Path
+) -> None:
+    out = tmp_path / "compare.json"
+    cmd = [
+        sys.executable, "-m", "benchmarks.compare", "--preset", triton_weights.preset, "--seed",
+        str(triton_weights.seed), "--repository", str(triton_repository), "--repeats", "2",
+        "--sequential", "--json", str(out),
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    order = [line.split(":")[0] for line in proc.stdout.splitlines() if line.startswith(("warm-up", "run "))]
+    assert order == [
+        "warm-up eager",
+        "run 1 eager",
+        "run 2 eager",
+        "warm-up triton",
+        "run 1 triton",
+        "run 2 triton",
+    ]
+    result = json.loads(out.read_text())
+    assert result["order"] == "sequential (eager first)"
+    assert result["ratio_triton_over_eager"] == pytest.approx(
+        result["median_s"]["triton"] / result["median_s"]["eager"]
+    )
+    assert result["max_relative_ply_difference"] < 0.05  # same weights, same photo

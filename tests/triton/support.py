@@ -77,6 +77,20 @@ class OrtNetwork(torch.nn.Module):
         return tuple(torch.from_numpy(o) for o in self.session.run(None, feed))
 
 
+class OpenVinoNetwork(torch.nn.Module):
+    """The exported ONNX graph in the served OpenVINO runner, compiled as the CPU ``sharp`` compiles it."""
+
+    def __init__(self, onnx_path: Path, precision: str, max_batch: int = 8) -> None:
+        super().__init__()
+        from mlsharp.triton.openvino_runner import OpenVinoRunner
+
+        self.runner = OpenVinoRunner(onnx_path, precision, 0, max_batch)  # type: ignore[arg-type]
+
+    def forward(self, image: torch.Tensor, disparity_factor: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        outputs = self.runner.forward(image.numpy(), disparity_factor.numpy())
+        return tuple(torch.from_numpy(o) for o in outputs)
+
+
 def pipeline(preset: str, seed: int, network: torch.nn.Module | None = None) -> Any:
     """The eager ScenePipeline with the export's random weights (or another network in its place)."""
     from mlsharp.checkpoint import load_predictor

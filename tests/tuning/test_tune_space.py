@@ -160,3 +160,16 @@ def test_an_int8_repository_keeps_its_precision(tmp_path: Path) -> None:
     check_precisions(base, space_from_lists(base), repo)  # default: the repository's own precision
     with pytest.raises(TuneError, match="chosen at export"):
         check_precisions(base, space_from_lists(base, precisions=("fp32",)), repo)
+
+
+def test_an_openvino_repository_keeps_its_precision_and_runtime(tmp_path: Path) -> None:
+    base = options("cpu", runtime="openvino", precision="bf16", model_id="random-test-seed0+ov-bf16")
+    repo = tmp_path / "model_repository"
+    space = space_from_lists(base)  # default: the repository's own precision
+    check_precisions(base, space, repo)
+    candidates, _ = expand(base, space)
+    assert {(c.options.runtime, c.options.precision, c.options.model_id) for c in candidates} == {
+        ("openvino", "bf16", "random-test-seed0+ov-bf16")
+    }
+    with pytest.raises(TuneError, match="OpenVINO bf16"):
+        check_precisions(base, space_from_lists(base, precisions=("fp32",)), repo)

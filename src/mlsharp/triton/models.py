@@ -42,6 +42,14 @@ NETWORK_INPUTS = ("image", "disparity_factor")
 
 Target = Literal["cpu", "gpu"]
 GpuAccelerator = Literal["tensorrt", "cuda"]
+#: what runs ``sharp`` on the CPU target (the python backend): ONNX Runtime or OpenVINO
+CpuRuntime = Literal["onnxruntime", "openvino"]
+CPU_RUNTIMES: tuple[str, ...] = ("onnxruntime", "openvino")
+#: the precisions each CPU runtime serves (OpenVINO: fp32, or bf16 where the CPU has it natively)
+CPU_RUNTIME_PRECISIONS: dict[str, tuple[str, ...]] = {
+    "onnxruntime": ("fp32", "int8"),
+    "openvino": ("fp32", "bf16"),
+}
 
 
 @dataclass(frozen=True)
@@ -66,8 +74,11 @@ class RepositoryOptions:
     sharp_instances: int = 1
     #: ONNX Runtime intra-op threads for the CPU runner (0 = ORT's default: one per core)
     intra_op_threads: int = 0
-    #: int8: the CPU runner serves the dynamically quantized copy (an explicit opt-in of the export)
-    precision: Literal["fp32", "fp16", "int8"] = "fp32"
+    #: int8: the CPU runner serves the dynamically quantized copy (an explicit opt-in of the export);
+    #: bf16: OpenVINO's bf16 inference precision (runtime "openvino" only)
+    precision: Literal["fp32", "fp16", "int8", "bf16"] = "fp32"
+    #: the CPU target's runner for ``sharp`` (the GPU target always uses Triton's ORT backend)
+    runtime: CpuRuntime = "onnxruntime"
     gpu_accelerator: GpuAccelerator = "tensorrt"
     onnx_filename: str = "model.onnx"
     trt_cache_dir: str = "/tmp/mlsharp-trt-cache"
@@ -166,10 +177,24 @@ def _gpu_optimization(opts: RepositoryOptions) -> Optimization:
     return Optimization(gpu_accelerators=(accelerator,))
 
 
-def served_model_id(weights_model_id: str, precision: str) -> str:
-    """The id a repository stamps on its outputs: int8 outputs differ from fp32 ones, so the int8
-    opt-in gets its own id (``<weights id>+int8``) and never shares cache entries or metadata."""
+def served_model_id(weights_model_id: str, precision: str, runtime: str = "onnxruntime") -> str:
+    """The id a repository stamps on its outputs: outputs of another precision or runtime differ
+    from ONNX Runtime fp32's, so each gets its own id and never shares cache entries or metadata:
+    ``<weights id>+int8`` for the int8 opt-in, ``<weights id>+ov-fp32`` / ``+ov-bf16`` for OpenVINO.
+    ONNX Runtime fp32 (the reference export) keeps the weights id itself."""
+    if runtime == "openvino":
+        return f"{weights_model_id}+ov-{precision}"
     return f"{weights_model_id}+int8" if precision == "int8" else weights_model_id
+
+
+def check_cpu_serving(runtime: str, precision: str) -> None:
+    """Refuse a runtime/precision pair the CPU runner cannot serve (fail at export, not at load)."""
+    if runtime not in CPU_RUNTIME_PRECISIONS:
+        raise ValueError(f"CPU runtime must be one of {', '.join(CPU_RUNTIMES)}, got {runtime!r}")
+    if precision not in CPU_RUNTIME_PRECISIONS[runtime]:
+        raise ValueError(
+            f"the {runtime} CPU runner serves {', '.join(CPU_RUNTIME_PRECISIONS[runtime])}, not {precision}"
+        )
 
 
 def fp16_filename(onnx_filename: str) -> str:
@@ -198,9 +223,10 @@ def sharp_config(opts: RepositoryOptions) -> ModelConfig:
         "dynamic_batching": _batching(opts),
     }
     if opts.target == "gpu":
-        if opts.precision == "int8":
+        if opts.precision in ("int8", "bf16") or opts.runtime != "onnxruntime":
             raise ValueError(
-                "int8 is a CPU-target option (the dynamically quantized graph runs on ORT's CPU EP)"
+                f"{opts.runtime} {opts.precision} is a CPU-target option; the GPU target serves fp32 or "
+                "fp16 through Triton's onnxruntime backend"
             )
         fp16_file = opts.precision == "fp16" and opts.gpu_accelerator == "cuda"
         return ModelConfig(
@@ -210,9 +236,12 @@ def sharp_config(opts: RepositoryOptions) -> ModelConfig:
             default_model_filename=fp16_filename(opts.onnx_filename) if fp16_file else None,
             **common,
         )
+    check_cpu_serving(opts.runtime, opts.precision)
     params = opts.common_parameters() | {
         "onnx_file": int8_filename(opts.onnx_filename) if opts.precision == "int8" else opts.onnx_filename,
         "intra_op_threads": str(opts.intra_op_threads),
+        "runtime": opts.runtime,
+        "precision": opts.precision,
     }
     return ModelConfig(
         backend="python", instance_groups=_cpu(opts.sharp_instances), parameters=params, **common

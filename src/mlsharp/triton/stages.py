@@ -81,6 +81,27 @@ class PreprocessStage:
         }
 
 
+def concat_requests(requests: Sequence[Arrays]) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """One network batch from the requests of an ``execute`` call, and each request's item count.
+
+    ``requests``: per request ``image[B,3,S,S]`` and ``disparity_factor[B,1]`` (or ``[B]``).
+    """
+    images = [np.ascontiguousarray(r["image"], dtype=np.float32) for r in requests]
+    factors = [np.asarray(r["disparity_factor"], dtype=np.float32).reshape(-1) for r in requests]
+    return np.concatenate(images), np.concatenate(factors), [len(f) for f in factors]
+
+
+def split_outputs(outputs: Sequence[np.ndarray], sizes: Sequence[int]) -> list[Arrays]:
+    """The batched raw outputs back per request, in request order."""
+    results, start = [], 0
+    for size in sizes:
+        results.append(
+            {name: out[start : start + size] for name, out in zip(RAW_OUTPUT_NAMES, outputs, strict=True)}
+        )
+        start += size
+    return results
+
+
 class OnnxRunner:
     """The CPU form of ``sharp``: every request of one ``execute`` call in ONE ONNX Runtime run.
 
@@ -101,10 +122,7 @@ class OnnxRunner:
 
     def run(self, requests: Sequence[Arrays]) -> list[Arrays]:
         """``requests``: per request ``image[B,3,S,S]`` and ``disparity_factor[B,1]`` (or ``[B]``)."""
-        images = [np.ascontiguousarray(r["image"], dtype=np.float32) for r in requests]
-        factors = [np.asarray(r["disparity_factor"], dtype=np.float32).reshape(-1) for r in requests]
-        sizes = [len(f) for f in factors]
-        image, factor = np.concatenate(images), np.concatenate(factors)
+        image, factor, sizes = concat_requests(requests)
         if self.dynamic_batch:
             outputs = self.session.run(
                 list(RAW_OUTPUT_NAMES), dict(zip(NETWORK_INPUTS, (image, factor), strict=True))
@@ -117,13 +135,7 @@ class OnnxRunner:
                 for i in range(len(factor))
             ]
             outputs = [np.concatenate([p[k] for p in parts]) for k in range(len(RAW_OUTPUT_NAMES))]
-        results, start = [], 0
-        for size in sizes:
-            results.append(
-                {name: out[start : start + size] for name, out in zip(RAW_OUTPUT_NAMES, outputs, strict=True)}
-            )
-            start += size
-        return results
+        return split_outputs(outputs, sizes)
 
 
 class PostprocessStage:

@@ -156,11 +156,17 @@ def default_concurrency(max_batch_size: int, sharp_instances: int) -> tuple[int,
 
 def check_precisions(base: RepositoryOptions, space: SearchSpace, repository: Path) -> None:
     """fp16 only on GPU, and with the converted graph when the CUDA provider would load it; an int8
-    repository stays int8 (its model id says so, and the export chose it)."""
+    or OpenVINO repository keeps its precision (its model id says so, and the export checked it)."""
     if base.precision == "int8" and set(space.precisions) != {"int8"}:
         raise TuneError(
             f"{repository} serves the int8 opt-in (model id {base.model_id}); its precision is chosen at "
             "export, not tuned. Leave out --precision, or re-export without int8 to tune fp32."
+        )
+    if base.runtime == "openvino" and set(space.precisions) != {base.precision}:
+        raise TuneError(
+            f"{repository} serves OpenVINO {base.precision} (model id {base.model_id}); its precision is "
+            "chosen and checked at export, not tuned. Leave out --precision, or re-export with "
+            "--precision ov-fp32 / ov-bf16 / auto."
         )
     if "fp16" not in space.precisions:
         return

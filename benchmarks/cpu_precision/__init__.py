@@ -1,0 +1,1 @@
+"""CPU runtime/precision study (issue 18): see __main__."""
