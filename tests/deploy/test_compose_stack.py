@@ -80,6 +80,7 @@ def test_export_ran_in_the_image_and_triton_serves_every_model(stack) -> None:
 
 def test_the_stub_runs_with_numpy_1_and_the_swapped_311_stub(stack) -> None:
     script = (
+        "import openvino, onnxruntime;"  # both CPU runtimes of `sharp` are in the image
         "import numpy, sys; print(numpy.__version__, '%d.%d' % sys.version_info[:2]);"
         "import os; d = '/opt/tritonserver/backends/python/';"
         "print(os.path.exists(d + 'triton_python_backend_stub.image-default'))"
