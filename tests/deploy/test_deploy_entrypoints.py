@@ -209,20 +209,23 @@ def test_triton_refuses_to_start_without_a_finished_export(env: dict[str, str]) 
     assert not Path(env["FAKE_LOG"]).exists()
 
 
-def test_triton_start_flags(env: dict[str, str]) -> None:
+def start_args(env: dict[str, str], **extra: str) -> list[str]:
+    """Export, then triton-start.sh on that repository: the flags it hands tritonserver."""
     models = Path(env["MLSHARP_MODELS_ROOT"])
     assert run(EXPORT, env).returncode == 0
-    res = run(
-        START,
+    repository = {"MLSHARP_MODEL_REPOSITORY": str(models / "repository")}
+    res = run(START, env, **repository, MLSHARP_EXPORT_MARKER=str(models / "export-complete.json"), **extra)
+    assert res.returncode == 0, res.stderr
+    return Path(env["FAKE_LOG"]).read_text().splitlines()
+
+
+def test_triton_start_flags(env: dict[str, str]) -> None:
+    args = start_args(
         env,
-        MLSHARP_MODEL_REPOSITORY=str(models / "repository"),
-        MLSHARP_EXPORT_MARKER=str(models / "export-complete.json"),
         TRITON_EXTRA_ARGS="--log-info=false --model-control-mode=none",
         TRITON_PYTHON_SHM_DEFAULT_BYTES="33554432",
     )
-    assert res.returncode == 0, res.stderr
-    args = Path(env["FAKE_LOG"]).read_text().splitlines()
-    assert f"--model-repository={models / 'repository'}" in args
+    assert f"--model-repository={Path(env['MLSHARP_MODELS_ROOT']) / 'repository'}" in args
     assert {"--http-port=8000", "--grpc-port=8001", "--metrics-port=8002"} <= set(args)
     assert {"--http-address=0.0.0.0", "--grpc-address=0.0.0.0", "--metrics-address=0.0.0.0"} <= set(args)
     assert "--backend-config=python,shm-default-byte-size=33554432" in args
@@ -231,20 +234,8 @@ def test_triton_start_flags(env: dict[str, str]) -> None:
 
 
 def test_triton_start_ports_and_address_for_host_networking(env: dict[str, str]) -> None:
-    models = Path(env["MLSHARP_MODELS_ROOT"])
-    assert run(EXPORT, env).returncode == 0
-    res = run(
-        START,
-        env,
-        MLSHARP_MODEL_REPOSITORY=str(models / "repository"),
-        MLSHARP_EXPORT_MARKER=str(models / "export-complete.json"),
-        TRITON_BIND_ADDRESS="127.0.0.1",
-        TRITON_HTTP_PORT="18000",
-        TRITON_GRPC_PORT="18001",
-        TRITON_METRICS_PORT="18002",
-    )
-    assert res.returncode == 0, res.stderr
-    args = set(Path(env["FAKE_LOG"]).read_text().splitlines())
+    ports = {"TRITON_HTTP_PORT": "18000", "TRITON_GRPC_PORT": "18001", "TRITON_METRICS_PORT": "18002"}
+    args = set(start_args(env, TRITON_BIND_ADDRESS="127.0.0.1", **ports))
     assert {"--http-port=18000", "--grpc-port=18001", "--metrics-port=18002"} <= args
     assert {"--http-address=127.0.0.1", "--grpc-address=127.0.0.1", "--metrics-address=127.0.0.1"} <= args
 
