@@ -84,17 +84,13 @@ class Phases:
     seconds: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # what the tests observed, one line each
 
-    def run(self, name: str):
-        phases = self
-
-        class _Timer:
-            def __enter__(self) -> None:
-                self.start = time.monotonic()
-
-            def __exit__(self, *exc: object) -> None:
-                phases.seconds[name] = phases.seconds.get(name, 0.0) + time.monotonic() - self.start
-
-        return _Timer()
+    @contextmanager
+    def run(self, name: str) -> Iterator[None]:
+        start = time.monotonic()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.monotonic() - start
 
     def lines(self) -> list[str]:
         total = sum(self.seconds.values())
