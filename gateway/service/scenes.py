@@ -29,6 +29,9 @@ log = logging.getLogger("gateway.scenes")
 METADATA_FILE = "metadata.json"
 #: touched on every use; its mtime is the scene's last access
 ACCESS_FILE = ".access"
+#: a scene used this recently may be mid-write or about to be linked by a task: never swept, even
+#: over the size bound (a sweep once removed a scene between its write and the task's link: 500)
+IN_USE_S = 60.0
 
 
 def scene_file(fmt: str) -> str:
@@ -96,6 +99,7 @@ class SceneStore:
         """
 
         def _link() -> int:
+            (self.folder(key) / ACCESS_FILE).touch()  # first: a concurrent sweep keeps it
             task_id_folder.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
             copies = 0
             for source_name, name in files.items():
@@ -106,7 +110,6 @@ class SceneStore:
                 except OSError:
                     shutil.copyfile(source, target)
                     copies += 1
-            (self.folder(key) / ACCESS_FILE).touch()
             return copies
 
         self.links_copied += await asyncio.to_thread(_link)
@@ -122,14 +125,16 @@ class SceneStore:
             except OSError:
                 last = 0.0
             names = {METADATA_FILE, ACCESS_FILE}
-            files = [p for p in folder.iterdir() if p.name not in names and p.is_file()]
+            # dot files are atomic_write's temporaries of a write in progress
+            files = [p for p in folder.iterdir() if not p.name.startswith(".") and p.name not in names]
+            files = [p for p in files if p.is_file()]
             unreferenced = [p for p in files if p.stat().st_nlink == 1]
             scenes.append((last, folder, unreferenced, sum(p.stat().st_size for p in unreferenced)))
         scenes.sort(key=lambda item: item[0])  # least recently used first
         total = sum(item[3] for item in scenes)
         removed = 0
         for last, folder, unreferenced, size in scenes:
-            if now - last <= ttl_s and total <= max_bytes:
+            if now - last < IN_USE_S or (now - last <= ttl_s and total <= max_bytes):
                 continue
             for path in unreferenced:
                 path.unlink(missing_ok=True)

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from gateway.backends.base import Admission
 from gateway.backends.triton import ServedConfig, default_in_flight, served_config
 from gateway.errors import Overloaded
-from gateway.service.scenes import SceneStore
+from gateway.service.scenes import IN_USE_S, SceneStore
 from mlsharp.errors import InvalidParameterError
 from mlsharp.formats import decode_spz, encode_scene
 from mlsharp.formats.convert import convert_ply, parse_ply
@@ -133,6 +133,28 @@ def test_sweep_counts_references_and_last_access(tmp_path: Path) -> None:
     os.utime(store.folder(fresh) / ".access", (past, past))
     assert asyncio.run(store.sweep(ttl_s=10**6, max_bytes=400)) == 1
     assert not store.folder(fresh).exists() and store.has(newer, "ply")
+
+
+def test_sweep_never_takes_a_scene_being_written_or_linked(tmp_path: Path) -> None:
+    """A scene just written is unreferenced until its task links it, and atomic_write's temporary
+    sits beside it mid-write: a sweep over the size bound then removed the temporary (the rename
+    failed: a 500 on /v1/predict, seen in CI). Scenes used in the last IN_USE_S stay."""
+    store = SceneStore(tmp_path / "scenes")
+    key = "e" * 64
+    _stored(store, key, ("ply",))
+    temporary = store.folder(key) / ".scene.spz.abc123.tmp"  # a write in progress
+    temporary.write_bytes(b"half")
+    now = time.time()
+    assert asyncio.run(store.sweep(ttl_s=0, max_bytes=0, now=now)) == 0
+    assert store.has(key, "ply") and temporary.exists()
+    asyncio.run(store.link(key, {"scene.ply": "x.ply"}, tmp_path / "task"))  # linking refreshes use
+    assert asyncio.run(store.sweep(ttl_s=0, max_bytes=0, now=now + IN_USE_S - 1)) == 0
+    temporary.unlink()
+    # once idle past the window, the unreferenced formats go; the task's linked file stays
+    os.utime(store.folder(key) / ".access", (now - 3600, now - 3600))
+    (tmp_path / "task" / "x.ply").unlink()
+    assert asyncio.run(store.sweep(ttl_s=0, max_bytes=0, now=now)) == 1
+    assert not store.folder(key).exists()
 
 
 def test_convert_ply_needs_the_camera_elements() -> None:
