@@ -198,6 +198,7 @@ class ComposeStack:
         """Every image of the stack from its compose build section, with the engine's BuildKit."""
         self.place_wheels()
         config = json.loads(self.compose("config", "--format", "json"))
+        self.env["DOCKER_BUILDKIT"] = "1"
         built: set[str] = set()
         for name, service in config["services"].items():
             build, image = service.get("build"), service.get("image")
@@ -210,7 +211,6 @@ class ComposeStack:
                 argv += ["--target", build["target"]]
             for key, value in (build.get("args") or {}).items():
                 argv += ["--build-arg", f"{key}={value if value is not None else ''}"]
-            self.env["DOCKER_BUILDKIT"] = "1"
             with self.phases.run(f"build {image}"):
                 self.sh(*argv, build["context"], log=f"build-{name}.log", timeout=1500)
             built.add(image)

@@ -261,20 +261,15 @@ def test_the_init_container_gives_up_with_a_message(env: dict[str, str]) -> None
         pytest.fail("kubectl is needed to render deploy/k8s (kubectl kustomize)")
     models = Path(env["MLSHARP_MODELS_ROOT"])
     command = _init_wait_command(models)
-    waited = subprocess.run(
-        ["bash", "-c", command],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**env, "MLSHARP_EXPORT_WAIT_S": "0"},
-    )
+    zero_wait = {**env, "MLSHARP_EXPORT_WAIT_S": "0"}
+
+    def wait() -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["bash", "-c", command], capture_output=True, text=True, timeout=60, env=zero_wait
+        )
+
+    waited = wait()
     assert waited.returncode == 1 and "no finished export" in waited.stderr
     assert run(EXPORT, env).returncode == 0
-    ready = subprocess.run(
-        ["bash", "-c", command],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**env, "MLSHARP_EXPORT_WAIT_S": "0"},
-    )
+    ready = wait()
     assert ready.returncode == 0 and '"key": ' in ready.stdout
