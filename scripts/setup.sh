@@ -8,9 +8,9 @@ cd "$ROOT"
 VENV="${MLSHARP_VENV:-$ROOT/.venv}"
 PY="${PYTHON:-python3}"
 
-# redis-server: cache tests; chromium: the web page's browser tests (Debian's build, no download);
+# redis-server, postgresql: the shared-state tests start real servers; chromium: the web page's browser tests (Debian's build, no download);
 # docker.io + debootstrap: the compose stage (a private dockerd, base images built from Debian).
-APT_PACKAGES=(redis-server chromium docker.io debootstrap)
+APT_PACKAGES=(redis-server postgresql chromium docker.io debootstrap)
 
 install_apt() {
   local missing=()
