@@ -108,6 +108,18 @@ class Settings(BaseSettings):
     # results and jobs
     results_dir: Path = Path("var/results")
     sqlite_path: Path | None = None
+    #: shared state for several replicas: ``postgresql://user:password@host:5432/db`` holds jobs,
+    #: file states, webhook registrations and the outbox (unset: the SQLite file above)
+    database_url: SecretStr | None = None
+    database_pool_size: int = Field(default=10, ge=1, le=200)
+    #: this process's name on the job leases it holds (unset: host name, pid and a random suffix)
+    replica_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.:@-]{1,128}$")
+    #: a job is claimed for this long and the claim renewed every third of it; a replica that dies
+    #: holds its jobs at most this long before another resumes them
+    job_lease_s: float = Field(default=30.0, ge=1.0, le=3600.0)
+    #: how often idle workers look for claimable jobs and a running job re-reads its own row (a
+    #: cancel made on another replica is seen within this); event streams poll at most every 0.5 s
+    job_poll_s: float = Field(default=1.0, gt=0, le=30.0)
     results_ttl_s: float = Field(default=24 * 3600.0, gt=0)
     sweep_interval_s: float = Field(default=300.0, gt=0)
     job_workers: int = Field(default=1, ge=1, le=64)
@@ -187,6 +199,17 @@ class Settings(BaseSettings):
         needed = JWT_MIN_SECRET_BYTES[self.jwt_algorithm]
         if self.jwt_secret is not None and len(self.jwt_secret.get_secret_value().encode()) < needed:
             raise ValueError(f"jwt_secret must be at least {needed} bytes for {self.jwt_algorithm}")
+        return self
+
+    @model_validator(mode="after")
+    def _replicas_share_the_webhook_key(self) -> Settings:
+        """With a shared database every replica signs the same registrations: a key file made
+        by each replica on its own disk would give receivers a different secret per replica."""
+        if self.database_url is not None and self.webhooks_enabled and self.webhook_secret_key is None:
+            raise ValueError(
+                "database_url is set (several replicas share the jobs): set webhook_secret_key too, "
+                "the same on every replica, or set webhooks_enabled=false"
+            )
         return self
 
     @property

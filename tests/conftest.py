@@ -120,3 +120,20 @@ def triton_server(triton_repository: Path) -> Iterator[Any]:
 
     with TritonServer(triton_repository) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One real PostgreSQL for the session; each test asks it for a fresh database."""
+    from tests.servers.postgres import PostgresServer, require_postgres
+
+    server = PostgresServer(require_postgres()).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server) -> str:
+    return postgres_server.create_database()

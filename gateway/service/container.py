@@ -15,7 +15,7 @@ from gateway import __version__
 from gateway.backends import InferenceBackend, build_backend
 from gateway.service.auth import Authenticator, RateLimiter
 from gateway.service.cache import CacheStore, MemoryCache, RedisCache, ResultCache
-from gateway.service.db import Database
+from gateway.service.db import Database, build_database
 from gateway.service.jobs import JobService
 from gateway.service.metrics import Metrics
 from gateway.service.predict import PredictService
@@ -61,7 +61,7 @@ class Services:
     def build(cls, settings: Settings, backend: InferenceBackend | None = None) -> Services:
         backend = backend or build_backend(settings)
         metrics = Metrics(__version__, backend.name, backend.model_id)
-        db = Database(settings.database_path)
+        db = build_database(settings)
         store = ResultStore(settings.results_dir, db, settings.results_ttl_s)
         cache = ResultCache(build_cache_store(settings), metrics, settings.cache_max_entries)
         webhooks = WebhookService(db, settings, metrics)

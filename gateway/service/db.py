@@ -1,20 +1,21 @@
-"""SQLite persistence for tasks, jobs, webhook registrations and the webhook outbox.
+"""Persistence for tasks, jobs, webhook registrations and the webhook outbox: one interface, two
+implementations chosen by settings.
 
-One aiosqlite connection (its own thread) in WAL mode with synchronous=FULL: the event loop never
-waits on disk, and a restarted gateway (or a machine after power loss) finds every accepted job
-and undelivered webhook where the old one left them. The file is 0600 (it names owners and URLs).
+- SQLite (``db_sqlite``): the embedded default, one file next to the results; no server needed.
+- PostgreSQL (``db_postgres``): shared by many gateway replicas (``database_url``).
+
+Callers write portable SQL with ``?`` parameters (never string formatting). The few places where
+the dialects differ read an attribute of the database (``skip_locked``, ``greatest``) instead of
+branching on its type.
 """
 
 from __future__ import annotations
 
-import asyncio
-import os
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from pathlib import Path
-from typing import Any
+from contextlib import AbstractAsyncContextManager
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-import aiosqlite
+if TYPE_CHECKING:
+    from gateway.settings import Settings
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
@@ -44,108 +45,75 @@ CREATE TABLE IF NOT EXISTS outbox (
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox(state, next_attempt_at);
 """
 
-#: (table, column, type) added since the first schema; applied by :meth:`Database.open`
-MIGRATIONS = (("job_files", "error_code", "TEXT"),)
+#: (table, column, type) added since the first schema; applied at open, on both databases.
+#: lease_owner/lease_expires_at: which replica works on a job, and until when (see jobs.py)
+MIGRATIONS = (
+    ("job_files", "error_code", "TEXT"),
+    ("jobs", "lease_owner", "TEXT"),
+    ("jobs", "lease_expires_at", "REAL"),
+)
 
 
-async def _migrate(tx: Transaction) -> None:
-    """Columns added after a table was first created (a restarted gateway keeps its data)."""
-    for table, column, kind in MIGRATIONS:
-        names = {row["name"] for row in await tx.fetch_all(f"PRAGMA table_info({table})")}
-        if column not in names:
-            await tx.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+def schema_statements() -> list[str]:
+    return [statement.strip() for statement in SCHEMA.split(";") if statement.strip()]
 
 
-class Transaction:
+class Transaction(Protocol):
     """Statements of one unit of work; only valid inside ``Database.transaction()``."""
 
-    def __init__(self, conn: aiosqlite.Connection) -> None:
-        self._conn = conn
-
     async def execute(self, sql: str, params: tuple[Any, ...] = ()) -> int:
-        cursor = await self._conn.execute(sql, params)
-        return cursor.rowcount
+        """Run one statement; returns the number of rows it changed."""
+        ...
 
-    async def fetch_one(self, sql: str, params: tuple[Any, ...] = ()) -> dict[str, Any] | None:
-        async with self._conn.execute(sql, params) as cursor:
-            row = await cursor.fetchone()
-        return dict(row) if row is not None else None
+    async def fetch_one(self, sql: str, params: tuple[Any, ...] = ()) -> dict[str, Any] | None: ...
 
-    async def fetch_all(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
-        async with self._conn.execute(sql, params) as cursor:
-            rows = await cursor.fetchall()
-        return [dict(row) for row in rows]
+    async def fetch_all(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]: ...
+
+    async def serialize(self, name: str) -> None:
+        """Make units that call this with the same ``name`` run one after another (a check
+        followed by an insert, such as the queue limit, stays atomic across replicas)."""
+        ...
 
 
-class Database:
-    """Thin async wrapper; callers write plain SQL with parameters (never string formatting).
+class Database(Protocol):
+    dialect: Literal["sqlite", "postgresql"]
+    #: appended to a ``SELECT`` that claims rows: other replicas skip what one has locked
+    skip_locked: str
+    #: the two-argument maximum function (``MAX`` in SQLite, ``GREATEST`` in PostgreSQL)
+    greatest: str
 
-    The connection is shared by every coroutine, so each unit of work (one statement, a batch,
-    or a ``transaction()`` block) holds a lock from BEGIN to COMMIT/ROLLBACK: another coroutine's
-    commit can no longer persist half of a failing batch, nor its rollback undo a write that
-    already returned. Reads take the lock too, so they never see another unit's uncommitted rows.
-    """
+    async def open(self) -> None: ...
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._conn: aiosqlite.Connection | None = None
-        self._lock = asyncio.Lock()
+    async def close(self) -> None: ...
 
-    async def open(self) -> None:
-        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        # 0600 before SQLite opens it: the -wal and -shm files SQLite creates copy this mode
-        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
-        os.chmod(self.path, 0o600)
-        self._conn = await aiosqlite.connect(self.path, isolation_level=None)  # BEGIN is ours
-        self._conn.row_factory = aiosqlite.Row
-        await self._conn.execute("PRAGMA journal_mode=WAL")
-        # FULL: a job that was answered 202 survives a power loss, not just a process crash
-        await self._conn.execute("PRAGMA synchronous=FULL")
-        async with self.transaction() as tx:
-            for statement in filter(str.strip, SCHEMA.split(";")):
-                await tx.execute(statement)
-            await _migrate(tx)
+    def transaction(self) -> AbstractAsyncContextManager[Transaction]:
+        """One unit of work: committed when the block ends, rolled back if it raises."""
+        ...
 
-    async def close(self) -> None:
-        if self._conn is not None:
-            async with self._lock:
-                await self._conn.close()
-                self._conn = None
-
-    @property
-    def conn(self) -> aiosqlite.Connection:
-        if self._conn is None:
-            raise RuntimeError("database is not open")
-        return self._conn
-
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Transaction]:
-        """One unit of work: BEGIN IMMEDIATE ... COMMIT, or ROLLBACK if the block raises."""
-        async with self._lock:
-            conn = self.conn
-            await conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield Transaction(conn)
-            except BaseException:
-                await asyncio.shield(conn.execute("ROLLBACK"))
-                raise
-            await asyncio.shield(conn.execute("COMMIT"))
-
-    async def execute(self, sql: str, params: tuple[Any, ...] = ()) -> int:
-        """Run one statement as its own transaction; returns the number of changed rows."""
-        async with self.transaction() as tx:
-            return await tx.execute(sql, params)
+    async def execute(self, sql: str, params: tuple[Any, ...] = ()) -> int: ...
 
     async def execute_many(self, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
-        """Run several statements in one transaction (all or nothing)."""
-        async with self.transaction() as tx:
-            for sql, params in statements:
-                await tx.execute(sql, params)
+        """Several statements in one transaction (all or nothing)."""
+        ...
 
-    async def fetch_one(self, sql: str, params: tuple[Any, ...] = ()) -> dict[str, Any] | None:
-        async with self._lock:
-            return await Transaction(self.conn).fetch_one(sql, params)
+    async def fetch_one(self, sql: str, params: tuple[Any, ...] = ()) -> dict[str, Any] | None: ...
 
-    async def fetch_all(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
-        async with self._lock:
-            return await Transaction(self.conn).fetch_all(sql, params)
+    async def fetch_all(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]: ...
+
+
+def build_database(settings: Settings) -> Database:
+    """PostgreSQL when ``database_url`` is set, else the embedded SQLite file."""
+    if settings.database_url is not None:
+        from gateway.service.db_postgres import PostgresDatabase
+
+        return PostgresDatabase(settings.database_url.get_secret_value(), settings.database_pool_size)
+    from gateway.service.db_sqlite import SqliteDatabase
+
+    return SqliteDatabase(settings.database_path)
+
+
+async def run_unit(db: Database, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
+    """Shared body of ``execute_many``."""
+    async with db.transaction() as tx:
+        for sql, params in statements:
+            await tx.execute(sql, params)

@@ -35,6 +35,7 @@ async def insert_within_limits(
     """Run the job's insert statements only if the global and per-owner limits allow it."""
     per_owner = owner_limit(settings)
     async with db.transaction() as tx:
+        await tx.serialize("job-admission")  # replicas count and insert one after another
         total = await tx.fetch_one(ACTIVE_SQL)
         if total is not None and total["n"] >= settings.job_max_queued:
             raise _refuse(f"{settings.job_max_queued} jobs are already queued; retry later.", settings)

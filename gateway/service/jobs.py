@@ -1,8 +1,11 @@
-"""Async jobs: one or many images, persisted in SQLite, processed by background workers.
+"""Async jobs: one or many images, persisted in the database, processed by background workers.
 
-Inputs are written to disk before the 202 is returned, so a restarted gateway resumes every
-queued or running job from its first unfinished file. Results expire ``results_ttl_s`` after the
-job ends. Cancelling stops the job between files and abandons the inference in flight.
+Inputs are stored before the 202 is returned, so a restarted gateway (or another replica) resumes
+every queued or running job from its first unfinished file. Workers on every replica claim jobs
+with a lease (``job_leases``): one job runs on one replica at a time. Results expire
+``results_ttl_s`` after the job ends. Cancelling is a state change in the database: the replica
+running the job sees it within ``job_poll_s``, stops between files and abandons the inference in
+flight. A job's final state and its webhook event commit in one transaction.
 """
 
 from __future__ import annotations
@@ -19,9 +22,10 @@ from gateway.errors import BackendUnavailable, Conflict, GatewayError, NotFound,
 from gateway.ids import is_valid_id, new_id
 from gateway.logs import request_id_var
 from gateway.service.auth import Principal
-from gateway.service.db import Database
+from gateway.service.db import Database, Transaction
 from gateway.service.inputs import PredictParams
 from gateway.service.job_admission import insert_within_limits
+from gateway.service.job_leases import JobLeases, LeaseLost, default_replica_id
 from gateway.service.predict import PredictService
 from gateway.service.storage import ResultStore
 from gateway.service.webhooks import WebhookService
@@ -53,37 +57,45 @@ class JobService:
         self.predict = predict
         self.webhooks = webhooks
         self.settings = settings
-        self._queue: asyncio.Queue[str] = asyncio.Queue()
+        self.leases = JobLeases(db, settings.replica_id or default_replica_id(), settings.job_lease_s)
+        self._wake = asyncio.Event()
         self._changed = asyncio.Condition()
         self._tick = 0
         self._workers: list[asyncio.Task[None]] = []
         self._running: dict[str, asyncio.Task[None]] = {}
-        self._cancel_requested: set[str] = set()
+        self._stopping = False
         self.backend_retry_s = 5.0
+
+    @property
+    def replica_id(self) -> str:
+        return self.leases.replica_id
 
     # -- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> int:
-        """Start workers and re-queue what a previous process left queued or running."""
-        rows = await self.db.fetch_all(
-            "SELECT job_id FROM jobs WHERE state IN ('queued', 'running') ORDER BY created_at"
-        )
-        for row in rows:
-            self._queue.put_nowait(row["job_id"])
+        """Start the workers; returns how many jobs are waiting (a previous process's included:
+        they are claimed like any other once their lease is free)."""
+        waiting = await self.active_count()
         self._workers = [
             asyncio.create_task(self._work(), name=f"job-worker-{n}")
             for n in range(self.settings.job_workers)
         ]
-        if rows:
-            log.info("resuming jobs after restart", extra={"jobs": len(rows)})
-        return len(rows)
+        if waiting:
+            log.info("jobs waiting at start", extra={"jobs": waiting, "replica": self.replica_id})
+        return waiting
 
     async def close(self) -> None:
+        """Stop the workers and free this replica's leases, so another resumes at once."""
+        self._stopping = True
         for worker in self._workers:
             worker.cancel()
         for worker in self._workers:
             with contextlib.suppress(asyncio.CancelledError):
                 await worker
+        try:
+            await self.leases.release_all()
+        except Exception:
+            log.exception("releasing job leases failed; they expire in %.0f s", self.settings.job_lease_s)
 
     async def active_count(self) -> int:
         row = await self.db.fetch_one("SELECT COUNT(*) AS n FROM jobs WHERE state IN ('queued', 'running')")
@@ -100,7 +112,7 @@ class JobService:
         focal_mm: float | None,
         base_url: str,
     ) -> str:
-        """Persist inputs and the job, then queue it; ``uploads`` are (filename, stem, bytes)."""
+        """Persist inputs and the job, then wake a worker; ``uploads`` are (filename, stem, bytes)."""
         if await self.active_count() >= self.settings.job_max_queued:
             raise Overloaded(
                 f"{self.settings.job_max_queued} jobs are already queued; retry later.",
@@ -128,7 +140,7 @@ class JobService:
         except Overloaded:
             await self.store.delete(job_id)  # lost the race for the last queue place
             raise
-        self._queue.put_nowait(job_id)
+        self._wake.set()
         log.info("job queued", extra={"job_id": job_id, "files": len(uploads), "formats": list(formats)})
         return job_id
 
@@ -147,29 +159,29 @@ class JobService:
         return job
 
     async def cancel(self, job_id: str, principal: Principal) -> dict[str, Any]:
-        job = await self.get(job_id, principal)
-        if job["state"] in ACTIVE:
-            self._cancel_requested.add(job_id)
-            now = time.time()
-            await self.db.execute_many(
-                [
-                    (
-                        "UPDATE jobs SET state = 'cancelled', finished_at = ?, expires_at = ?, "
-                        "updated_at = ?, version = version + 1 WHERE job_id = ?",
-                        (now, now + self.settings.results_ttl_s, now, job_id),
-                    ),
-                    (
-                        "UPDATE job_files SET state = 'cancelled' "
-                        "WHERE job_id = ? AND state IN ('pending', 'running')",
-                        (job_id,),
-                    ),
-                ]
+        """Any replica may cancel: the state changes here, the replica running it stops."""
+        await self.get(job_id, principal)
+        now = time.time()
+        async with self.db.transaction() as tx:
+            changed = await tx.execute(
+                "UPDATE jobs SET state = 'cancelled', finished_at = ?, expires_at = ?, updated_at = ?, "
+                "version = version + 1, lease_owner = NULL, lease_expires_at = NULL "
+                "WHERE job_id = ? AND state IN ('queued', 'running')",
+                (now, now + self.settings.results_ttl_s, now, job_id),
             )
+            if changed:
+                await tx.execute(
+                    "UPDATE job_files SET state = 'cancelled' "
+                    "WHERE job_id = ? AND state IN ('pending', 'running')",
+                    (job_id,),
+                )
+                await self._announce(tx, job_id, "cancelled", "cancelled by the client")
+        if changed:
+            self.webhooks.wake()
             running = self._running.get(job_id)
             if running is not None:
                 running.cancel()
             await self._notify()
-            await self._announce(job_id, "cancelled", "cancelled by the client")
             log.info("job cancelled", extra={"job_id": job_id})
         return await self.get(job_id, principal)
 
@@ -183,23 +195,31 @@ class JobService:
         return job_id, await self.store.archive(job_id, members)
 
     async def watch(self, job_id: str, principal: Principal, keepalive_s: float = 15.0) -> AsyncIterator[Any]:
-        """Yield the job each time it changes (None as a keep-alive) until it ends."""
+        """Yield the job each time it changes (None as a keep-alive) until it ends.
+
+        Changes made here wake the stream at once; another replica's are read by polling, at
+        most every 0.5 s (``job_poll_s`` if smaller).
+        """
+        poll_s = min(0.5, self.settings.job_poll_s)
         seen = -1
+        last_sent = time.monotonic()
         while True:
             tick = self._tick  # read before the row, so a change in between is never missed
             job = await self.get(job_id, principal)
             if job["version"] != seen:
                 seen = job["version"]
+                last_sent = time.monotonic()
                 yield job
             if job["state"] in TERMINAL:
                 return
             async with self._changed:
                 if self._tick != tick:
                     continue
-                try:
-                    await asyncio.wait_for(self._changed.wait(), timeout=keepalive_s)
-                except TimeoutError:
-                    yield None
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), timeout=poll_s)
+            if time.monotonic() - last_sent >= keepalive_s:
+                last_sent = time.monotonic()
+                yield None
 
     # -- workers ----------------------------------------------------------------------------
 
@@ -208,36 +228,88 @@ class JobService:
             self._tick += 1
             self._changed.notify_all()
 
-    async def _update(self, sql: str, params: tuple[Any, ...]) -> int:
-        changed = await self.db.execute(sql, params)
-        await self._notify()
-        return changed
-
     async def _work(self) -> None:
         while True:
-            job_id = await self._queue.get()
-            task = asyncio.create_task(self._process(job_id), name=f"job-{job_id[:8]}")
-            self._running[job_id] = task
+            self._wake.clear()  # before the claim: a submit during it is not lost
             try:
-                await task
-            except asyncio.CancelledError:
-                if job_id not in self._cancel_requested:
-                    raise  # the gateway is shutting down: the job stays queued/running in SQLite
+                job_id = await self.leases.claim()
             except Exception:
-                log.exception("job crashed", extra={"job_id": job_id})
-                await self._finish(job_id, "failed", "internal error while processing the job")
-            finally:
-                self._running.pop(job_id, None)
-                self._cancel_requested.discard(job_id)
+                log.exception("claiming a job failed")
+                job_id = None
+            if job_id is None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=self.settings.job_poll_s)
+                continue
+            await self._run_claimed(job_id)
+
+    async def _run_claimed(self, job_id: str) -> None:
+        task = asyncio.create_task(self._process(job_id), name=f"job-{job_id[:8]}")
+        self._running[job_id] = task
+        keeper = asyncio.create_task(self._keep_lease(job_id, task), name=f"lease-{job_id[:8]}")
+        try:
+            await task
+        except (asyncio.CancelledError, LeaseLost):
+            if self._stopping:
+                raise  # shutting down: the job stays queued/running; close() frees its lease
+            log.info("job left to its new state or owner", extra={"job_id": job_id})
+        except Exception:
+            log.exception("job crashed", extra={"job_id": job_id})
+            await self._finish(job_id, "failed", "internal error while processing the job")
+        finally:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
+            self._running.pop(job_id, None)
+
+    async def _keep_lease(self, job_id: str, task: asyncio.Task[None]) -> None:
+        """Renew the lease every third of it; stop the job once it is no longer ours (cancelled
+        on any replica, or taken over after this one stalled)."""
+        renew_every_s = self.settings.job_lease_s / 3
+        renewed = time.monotonic()
+        while not task.done():
+            await asyncio.sleep(min(self.settings.job_poll_s, renew_every_s))
+            try:
+                if time.monotonic() - renewed >= renew_every_s:
+                    held = await self.leases.renew(job_id)
+                    renewed = time.monotonic()
+                else:
+                    held = await self.leases.holds(job_id)
+            except Exception:
+                log.exception("checking the job's lease failed", extra={"job_id": job_id})
+                continue
+            if not held:
+                task.cancel()
+                await self._notify()
+                return
+
+    async def _fenced_update(self, job_id: str, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
+        """Statements about the job that apply only while this replica holds it."""
+        fence, fence_params = self.leases.fence()
+        async with self.db.transaction() as tx:
+            held = await tx.fetch_one(
+                f"SELECT 1 AS held FROM jobs WHERE job_id = ? AND {fence} AND state IN ('queued', 'running')",
+                (job_id, *fence_params),
+            )
+            if held is None:
+                raise LeaseLost(job_id)
+            for sql, params in statements:
+                await tx.execute(sql, params)
+        await self._notify()
 
     async def _process(self, job_id: str) -> None:
         request_id_var.set(f"job:{job_id}")
         job = await self.db.fetch_one("SELECT * FROM jobs WHERE job_id = ?", (job_id,))
         if job is None or job["state"] not in ACTIVE:
             return
-        await self._update(
-            "UPDATE jobs SET state = 'running', updated_at = ?, version = version + 1 WHERE job_id = ?",
-            (time.time(), job_id),
+        await self._fenced_update(
+            job_id,
+            [
+                (
+                    "UPDATE jobs SET state = 'running', updated_at = ?, version = version + 1 "
+                    "WHERE job_id = ?",
+                    (time.time(), job_id),
+                )
+            ],
         )
         formats = tuple(json.loads(job["formats"]))
         files = await self.db.fetch_all(
@@ -258,16 +330,16 @@ class JobService:
 
     async def _set_file(self, job_id: str, idx: int, assignments: str, params: tuple[Any, ...]) -> None:
         """Change one file's row and bump the job's version together, so watchers see it."""
-        await self.db.execute_many(
+        await self._fenced_update(
+            job_id,
             [
                 (f"UPDATE job_files SET {assignments} WHERE job_id = ? AND idx = ?", (*params, job_id, idx)),
                 (
                     "UPDATE jobs SET version = version + 1, updated_at = ? WHERE job_id = ?",
                     (time.time(), job_id),
                 ),
-            ]
+            ],
         )
-        await self._notify()
 
     async def _process_file(self, job: dict[str, Any], idx: int, stem: str, formats: tuple[str, ...]) -> None:
         job_id = job["job_id"]
@@ -301,28 +373,35 @@ class JobService:
         raise AssertionError("unreachable")
 
     async def _finish(self, job_id: str, state: str, error: str | None) -> None:
+        """The final state and its webhook event, in one transaction, only while this replica
+        holds the job."""
         now = time.time()
-        changed = await self._update(
-            "UPDATE jobs SET state = ?, error = ?, finished_at = ?, expires_at = ?, updated_at = ?, "
-            "version = version + 1 WHERE job_id = ? AND state IN ('queued', 'running')",
-            (state, error, now, now + self.settings.results_ttl_s, now, job_id),
-        )
+        async with self.db.transaction() as tx:
+            changed = await tx.execute(
+                "UPDATE jobs SET state = ?, error = ?, finished_at = ?, expires_at = ?, updated_at = ?, "
+                "version = version + 1, lease_owner = NULL, lease_expires_at = NULL "
+                "WHERE job_id = ? AND state IN ('queued', 'running') AND lease_owner = ?",
+                (state, error, now, now + self.settings.results_ttl_s, now, job_id, self.replica_id),
+            )
+            if changed:
+                await self._announce(tx, job_id, state, error)
+        await self._notify()
         if changed:
-            await self._announce(job_id, state, error)
+            self.webhooks.wake()
             log.info("job finished", extra={"job_id": job_id, "state": state})
 
-    async def _announce(self, job_id: str, state: str, error: str | None) -> None:
-        """The webhook event for a job that just ended (cancelled counts as failed)."""
-        job = await self.db.fetch_one(
-            "SELECT owner, created_at, base_url FROM jobs WHERE job_id = ?", (job_id,)
-        )
+    async def _announce(self, tx: Transaction, job_id: str, state: str, error: str | None) -> None:
+        """The webhook event for a job that just ended (cancelled counts as failed), queued in
+        the caller's transaction."""
+        job = await tx.fetch_one("SELECT owner, created_at, base_url FROM jobs WHERE job_id = ?", (job_id,))
         if job is None:
             return
         now = time.time()
         payload: dict[str, Any] = {"task_id": job_id, "status": state}
         if state in ("failed", "cancelled"):
-            await self.webhooks.emit(job["owner"], "task_failed", {**payload, "error": error or "failed"})
+            failure = {**payload, "error": error or "failed"}
+            await self.webhooks.emit(job["owner"], "task_failed", failure, tx=tx)
         else:
             url = f"{job['base_url'].rstrip('/')}/v1/jobs/{job_id}"
             payload |= {"url": url, "processing_time": round(now - job["created_at"], 3)}
-            await self.webhooks.emit(job["owner"], "task_completed", payload)
+            await self.webhooks.emit(job["owner"], "task_completed", payload, tx=tx)

@@ -24,7 +24,7 @@ import httpx
 
 from gateway.errors import Forbidden, NotFound, Unprocessable
 from gateway.ids import new_id
-from gateway.service.db import Database
+from gateway.service.db import Database, Transaction
 from gateway.service.metrics import Metrics
 from gateway.service.ssrf import UnsafeTarget, check_target, parse_allow_list, resolve_target
 from gateway.service.webhook_http import AttemptFailed, build_client, post_pinned
@@ -36,6 +36,8 @@ log = logging.getLogger("gateway.webhooks")
 EventType = Literal["task_completed", "task_failed"]
 EVENT_TYPES: tuple[str, ...] = ("task_completed", "task_failed")
 SIGNATURE_HEADER = "X-Webhook-Signature"
+#: the longest the delivery loop sleeps without a local wake-up (see deliver_due)
+OUTBOX_POLL_S = 5.0
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
@@ -110,30 +112,43 @@ class WebhookService:
         if not changed:
             raise NotFound(f"No webhook registered for {event_type!r}.")
 
-    async def emit(self, owner: str, event_type: str, payload: dict[str, Any]) -> int:
+    async def emit(
+        self, owner: str, event_type: str, payload: dict[str, Any], *, tx: Transaction | None = None
+    ) -> int:
         """Queue the event for the owner's registration (if any), stamped with an ISO-8601
-        ``timestamp``; returns rows queued."""
+        ``timestamp``; returns rows queued. With ``tx`` the rows join the caller's transaction
+        (a job's final state and its event commit together) and the caller calls ``wake()``
+        once it has committed."""
         if not self.enabled:
             return 0
-        hooks = await self.db.fetch_all(
+        if tx is None:
+            async with self.db.transaction() as own:
+                queued = await self._queue_event(own, owner, event_type, payload)
+            if queued:
+                self.wake()
+            return queued
+        return await self._queue_event(tx, owner, event_type, payload)
+
+    async def _queue_event(
+        self, tx: Transaction, owner: str, event_type: str, payload: dict[str, Any]
+    ) -> int:
+        hooks = await tx.fetch_all(
             "SELECT id FROM webhooks WHERE owner = ? AND event_type = ?", (owner, event_type)
         )
         stamped = {"event": event_type, **payload, "timestamp": datetime.now(UTC).isoformat()}
         body = json.dumps(stamped, separators=(",", ":")).encode()
         now = time.time()
-        await self.db.execute_many(
-            [
-                (
-                    "INSERT INTO outbox (id, webhook_id, event_type, body, state, next_attempt_at, "
-                    "created_at) VALUES (?, ?, ?, ?, 'pending', ?, ?)",
-                    (new_id(), hook["id"], event_type, body, now, now),
-                )
-                for hook in hooks
-            ]
-        )
-        if hooks:
-            self._wake.set()
+        for hook in hooks:
+            await tx.execute(
+                "INSERT INTO outbox (id, webhook_id, event_type, body, state, next_attempt_at, "
+                "created_at) VALUES (?, ?, ?, ?, 'pending', ?, ?)",
+                (new_id(), hook["id"], event_type, body, now, now),
+            )
         return len(hooks)
+
+    def wake(self) -> None:
+        """Look at the outbox now (an event was committed)."""
+        self._wake.set()
 
     # -- delivery ---------------------------------------------------------------------------
     # The loop never waits for an attempt: each runs as its own task under one deadline, at most
@@ -183,10 +198,14 @@ class WebhookService:
                 continue
             if self._owner_load.get(owner, 0) >= self.settings.webhook_owner_concurrency:
                 continue  # this owner's receivers are busy; others' deliveries go ahead
-            await self.db.execute(
-                "UPDATE outbox SET next_attempt_at = ? WHERE id = ? AND state = 'pending'",
-                (lease_until, row["id"]),
+            # the claim: only one replica moves a due row past its deadline (the others skip it)
+            claimed = await self.db.execute(
+                "UPDATE outbox SET next_attempt_at = ? "
+                "WHERE id = ? AND state = 'pending' AND next_attempt_at <= ?",
+                (lease_until, row["id"], now),
             )
+            if not claimed:
+                continue
             self._owner_load[owner] = self._owner_load.get(owner, 0) + 1
             task = asyncio.create_task(self._attempt_and_release(row, owner), name="webhook-attempt")
             self._inflight[row["id"]] = task
@@ -194,7 +213,9 @@ class WebhookService:
             "SELECT MIN(next_attempt_at) AS due FROM outbox WHERE state = 'pending'"
         )
         due = upcoming["due"] if upcoming else None
-        return 30.0 if due is None else min(30.0, max(0.05, due - time.time()))
+        # at most OUTBOX_POLL_S asleep: rows another replica queued (or left when it died) are
+        # seen without a wake-up from this process
+        return OUTBOX_POLL_S if due is None else min(OUTBOX_POLL_S, max(0.05, due - time.time()))
 
     async def _attempt_and_release(self, row: dict[str, Any], owner: str) -> None:
         try:
@@ -263,7 +284,8 @@ class WebhookService:
 
     async def _finish(self, delivery_id: str, state: str, error: str | None, attempts: int = 0) -> None:
         await self.db.execute(
-            "UPDATE outbox SET state = ?, last_error = ?, attempts = MAX(attempts, ?), delivered_at = ? "
+            f"UPDATE outbox SET state = ?, last_error = ?, attempts = {self.db.greatest}(attempts, ?), "
+            "delivered_at = ? "
             "WHERE id = ?",
             (state, error, attempts, time.time(), delivery_id),
         )

@@ -1,5 +1,6 @@
-"""Issue 13 item 5: one transaction per unit of work on the shared SQLite connection, and the
-durability settings of item 7 (synchronous=FULL, 0600 database file)."""
+"""Issue 13 item 5: one transaction per unit of work, and the durability settings of item 7
+(synchronous=FULL, 0600 database file). The unit-of-work contract runs on both databases:
+the embedded SQLite file and a real PostgreSQL server."""
 
 from __future__ import annotations
 
@@ -7,12 +8,24 @@ import asyncio
 import stat
 from pathlib import Path
 
+import pytest
+
 from gateway.service.db import Database
+from gateway.service.db_postgres import PostgresDatabase
+from gateway.service.db_sqlite import SqliteDatabase
 
 
-def run(path: Path, scenario) -> list[str]:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def new_db(request: pytest.FixtureRequest, tmp_path: Path):
+    """A factory of fresh, unopened databases of one kind."""
+    if request.param == "sqlite":
+        return lambda name: SqliteDatabase(tmp_path / name)
+    server = request.getfixturevalue("postgres_server")
+    return lambda name: PostgresDatabase(server.create_database())
+
+
+def run(db: Database, scenario) -> list[str]:
     async def main() -> list[str]:
-        db = Database(path)
         await db.open()
         try:
             await db.execute("CREATE TABLE t (k TEXT PRIMARY KEY)")
@@ -24,7 +37,7 @@ def run(path: Path, scenario) -> list[str]:
     return asyncio.run(main())
 
 
-def test_a_failing_unit_is_not_half_committed_by_another(tmp_path: Path) -> None:
+def test_a_failing_unit_is_not_half_committed_by_another(new_db) -> None:
     async def scenario(db: Database) -> None:
         failing = db.execute_many(
             [("INSERT INTO t VALUES ('half')", ()), ("INSERT INTO missing VALUES (1)", ())]
@@ -33,10 +46,10 @@ def test_a_failing_unit_is_not_half_committed_by_another(tmp_path: Path) -> None
         results = await asyncio.gather(failing, other, return_exceptions=True)
         assert isinstance(results[0], Exception) and results[1] == 1
 
-    assert run(tmp_path / "a.sqlite3", scenario) == ["other"]
+    assert run(new_db("a.sqlite3"), scenario) == ["other"]
 
 
-def test_a_rollback_never_removes_another_units_write(tmp_path: Path) -> None:
+def test_a_rollback_never_removes_another_units_write(new_db) -> None:
     async def scenario(db: Database) -> None:
         async def other() -> int:
             await asyncio.sleep(0)  # let the failing unit open its transaction first
@@ -52,10 +65,10 @@ def test_a_rollback_never_removes_another_units_write(tmp_path: Path) -> None:
         results = await asyncio.gather(failing, other(), return_exceptions=True)
         assert isinstance(results[0], Exception) and results[1] == 1  # "kept" was reported written
 
-    assert run(tmp_path / "b.sqlite3", scenario) == ["kept"]
+    assert run(new_db("b.sqlite3"), scenario) == ["kept"]
 
 
-def test_many_concurrent_units_stay_whole(tmp_path: Path) -> None:
+def test_many_concurrent_units_stay_whole(new_db) -> None:
     async def scenario(db: Database) -> None:
         async def unit(n: int) -> None:
             ok = [(f"INSERT INTO t VALUES ('{n}-a')", ()), (f"INSERT INTO t VALUES ('{n}-b')", ())]
@@ -64,13 +77,13 @@ def test_many_concurrent_units_stay_whole(tmp_path: Path) -> None:
 
         await asyncio.gather(*(unit(n) for n in range(20)), return_exceptions=True)
 
-    rows = run(tmp_path / "c.sqlite3", scenario)
+    rows = run(new_db("c.sqlite3"), scenario)
     assert rows == sorted(f"{n}-{s}" for n in range(1, 20, 2) for s in "ab")
 
 
 def test_durable_and_private_database(tmp_path: Path) -> None:
     async def main() -> int:
-        db = Database(tmp_path / "var" / "gateway.sqlite3")
+        db = SqliteDatabase(tmp_path / "var" / "gateway.sqlite3")
         await db.open()
         try:
             row = await db.fetch_one("PRAGMA synchronous")
@@ -83,12 +96,13 @@ def test_durable_and_private_database(tmp_path: Path) -> None:
     assert mode == 0o600, oct(mode)
 
 
-def test_transaction_reads_and_writes_as_one_unit(tmp_path: Path) -> None:
+def test_transaction_reads_and_writes_as_one_unit(new_db) -> None:
     """A read-then-write unit (the queue-limit check) cannot interleave with another."""
 
     async def scenario(db: Database) -> None:
         async def reserve(name: str) -> bool:
             async with db.transaction() as tx:
+                await tx.serialize("t")
                 row = await tx.fetch_one("SELECT COUNT(*) AS n FROM t")
                 await asyncio.sleep(0.01)  # another unit would slip in here without isolation
                 if row["n"] >= 1:
@@ -98,4 +112,4 @@ def test_transaction_reads_and_writes_as_one_unit(tmp_path: Path) -> None:
 
         assert sorted(await asyncio.gather(*(reserve(str(i)) for i in range(5)))) == [False] * 4 + [True]
 
-    assert len(run(tmp_path / "d.sqlite3", scenario)) == 1
+    assert len(run(new_db("d.sqlite3"), scenario)) == 1
