@@ -3,6 +3,9 @@
 Loopback only. Reports p50/p95/p99 latency, throughput, errors by status, 429s apart from errors
 (each retried after its ``Retry-After``) and the peak RSS of the
 gateway and Triton (each summed with its child processes) sampled from /proc during the run.
+``--url`` given several times spreads the requests over several gateways (round robin) and
+reports each one's share; ``--triton-http`` (several times) reports each Triton's share of the
+network runs from its own statistics.
 Requests already in flight when ``--duration-s`` runs out are allowed to finish and are counted.
 """
 
@@ -16,6 +19,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import httpx
+
 from benchmarks.load.client import LoadResult, NotLoopbackError, require_loopback, run_load
 from benchmarks.load.procs import PeakRss, find_pids
 
@@ -24,7 +29,15 @@ MIB = 1024 * 1024
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m benchmarks.load", description=__doc__)
-    p.add_argument("--url", default="http://127.0.0.1:8080", help="gateway base URL (loopback only)")
+    p.add_argument(
+        "--url", action="append", default=[], help="gateway base URL, loopback only (repeat for several)"
+    )
+    p.add_argument(
+        "--triton-http",
+        action="append",
+        default=[],
+        help="a Triton's HTTP URL, to count its share of the network runs (repeat for several)",
+    )
     p.add_argument("--requests", type=int, default=20, help="stop after this many requests")
     p.add_argument("--concurrency", type=int, default=2, help="requests in flight")
     p.add_argument("--duration-s", type=float, default=120.0, help="stop issuing requests after this")
@@ -55,6 +68,7 @@ def summary(result: LoadResult, peaks: PeakRss, args: argparse.Namespace) -> dic
     """Everything the run measured, JSON-ready."""
     return {
         "url": args.url,
+        "by_gateway": {url: dict(counts) for url, counts in result.by_gateway.items()},
         "requests_sent": len(result.latencies_s),
         "concurrency": args.concurrency,
         "warmup": args.warmup,
@@ -77,12 +91,21 @@ def summary(result: LoadResult, peaks: PeakRss, args: argparse.Namespace) -> dic
     }
 
 
+async def sharp_inferences(triton_http: str, model: str = "sharp") -> int:
+    """How many requests this Triton's network model has run (its own statistics)."""
+    async with httpx.AsyncClient(base_url=triton_http, timeout=10, trust_env=False) as client:
+        response = await client.get(f"/v2/models/{model}/stats")
+        response.raise_for_status()
+        return sum(int(stats.get("inference_count", 0)) for stats in response.json()["model_stats"])
+
+
 async def _main(args: argparse.Namespace) -> dict[str, object]:
     from mlsharp.perf.inputs import generated_photos, load_photos
 
     photos = load_photos(args.photos) if args.photos else generated_photos()
+    gateway_port = urlsplit(args.url[0]).port if len(args.url) == 1 else None
     groups = {
-        "gateway": _pids(args.gateway_pid, "gateway", urlsplit(args.url).port),
+        "gateway": _pids(args.gateway_pid, "gateway", gateway_port),
         "triton": _pids(
             args.triton_pid,
             "tritonserver",
@@ -90,6 +113,7 @@ async def _main(args: argparse.Namespace) -> dict[str, object]:
         ),
     }
     peaks = PeakRss(groups)
+    before = [await sharp_inferences(url) for url in args.triton_http]
     stop = asyncio.Event()
     sampler = asyncio.create_task(peaks.run(stop))
     try:
@@ -108,13 +132,18 @@ async def _main(args: argparse.Namespace) -> dict[str, object]:
     finally:
         stop.set()
         await sampler
-    return summary(result, peaks, args)
+    report = summary(result, peaks, args)
+    after = [await sharp_inferences(url) for url in args.triton_http]
+    report["by_triton"] = {url: b - a for url, a, b in zip(args.triton_http, before, after, strict=True)}
+    return report
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    args.url = args.url or ["http://127.0.0.1:8080"]
     try:
-        require_loopback(args.url)
+        for url in args.url:
+            require_loopback(url)
     except NotLoopbackError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -129,6 +158,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"throughput {report['throughput_rps']} req/s  p50 {report['p50_ms']} ms  "
         f"p95 {report['p95_ms']} ms  p99 {report['p99_ms']} ms"
     )
+    if len(args.url) > 1:
+        print(f"per gateway: {report['by_gateway']}")
+    if args.triton_http:
+        print(f"network runs per Triton: {report['by_triton']}")
     for label, mib in report["peak_rss_mib"].items():  # type: ignore[union-attr]
         pids = report["pids"][label] or "not found"  # type: ignore[index]
         print(f"peak RSS {label}: {mib} MiB (pids {pids})")

@@ -1,4 +1,5 @@
-"""Bounded asyncio load on ``POST /v1/predict``: N requests at most, T seconds at most, C in flight.
+"""Bounded asyncio load on ``POST /v1/predict``: N requests at most, T seconds at most, C in flight,
+spread round robin over one or more gateways.
 
 Why bounded both ways: a slow CPU model can turn "1000 requests" into hours, and a fast error path
 can turn "60 s" into a flood; the run stops at whichever bound comes first and says which.
@@ -7,6 +8,7 @@ can turn "60 s" into a flood; the run stops at whichever bound comes first and s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import socket
 import time
@@ -70,6 +72,8 @@ class LoadResult:
     throttled: int = 0
     #: seconds spent waiting as Retry-After asked
     retry_wait_s: float = 0.0
+    #: final statuses per gateway URL (several gateways: is the load really shared?)
+    by_gateway: dict[str, Counter[str]] = field(default_factory=dict)
 
     @property
     def ok(self) -> int:
@@ -96,7 +100,7 @@ class LoadResult:
 
 
 async def run_load(
-    url: str,
+    url: str | list[str],
     photos: list[bytes],
     *,
     requests: int,
@@ -114,26 +118,30 @@ async def run_load(
     ``warmup`` requests go first, one at a time, and are not counted (first-run model set-up).
     Every image is made unique (see :func:`unique_jpeg`) unless ``allow_cache``. A 429 is retried
     up to ``max_retries`` times after the ``Retry-After`` it carries, as a polite client would;
-    the latency of such a request includes the wait.
+    the latency of such a request includes the wait. With several ``url``s request ``n`` goes to
+    ``url[n % len(url)]`` (retries to the same gateway).
     """
+    urls = [each.rstrip("/") for each in ([url] if isinstance(url, str) else url)]
 
     def image(serial: int) -> bytes:
         photo = photos[serial % len(photos)]
         return photo if allow_cache else unique_jpeg(photo, serial)
 
-    require_loopback(url)
-    result = LoadResult()
+    for each in urls:
+        require_loopback(each)
+    result = LoadResult(by_gateway={each: Counter() for each in urls})
     issued = 0
     deadline = time.perf_counter() + duration_s
     headers = {"X-API-Key": api_key} if api_key else {}
 
-    async def worker(client: httpx.AsyncClient) -> None:
+    async def worker(clients: list[httpx.AsyncClient]) -> None:
         nonlocal issued
         while issued < requests:
             if time.perf_counter() >= deadline:
                 result.stopped_by = "duration"
                 return
             files = {"file": ("photo.jpg", image(warmup + issued), "image/jpeg")}
+            client = clients[issued % len(clients)]
             issued += 1
             start = time.perf_counter()
             for attempt in range(max_retries + 1):
@@ -155,14 +163,22 @@ async def run_load(
                     await asyncio.sleep(wait_s)
             result.latencies_s.append(time.perf_counter() - start)
             result.statuses[status] += 1
+            result.by_gateway[str(client.base_url).rstrip("/")][status] += 1
 
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, timeout=timeout_s, limits=limits, trust_env=False) as client:
+    async with contextlib.AsyncExitStack() as stack:
+        clients = [
+            await stack.enter_async_context(
+                httpx.AsyncClient(base_url=each, timeout=timeout_s, limits=limits, trust_env=False)
+            )
+            for each in urls
+        ]
         for i in range(warmup):
             files = {"file": ("photo.jpg", image(i), "image/jpeg")}
+            client = clients[i % len(clients)]
             await client.post("/v1/predict", files=files, data={"format": fmt}, headers=headers)
         deadline = time.perf_counter() + duration_s
         start = time.perf_counter()
-        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+        await asyncio.gather(*(worker(clients) for _ in range(concurrency)))
         result.wall_s = time.perf_counter() - start
     return result
