@@ -93,7 +93,8 @@ def summary(result: LoadResult, peaks: PeakRss, args: argparse.Namespace) -> dic
 
 async def sharp_inferences(triton_http: str, model: str = "sharp") -> int:
     """How many requests this Triton's network model has run (its own statistics)."""
-    async with httpx.AsyncClient(base_url=triton_http, timeout=10, trust_env=False) as client:
+    base_url = triton_http if "://" in triton_http else f"http://{triton_http}"
+    async with httpx.AsyncClient(base_url=base_url, timeout=10, trust_env=False) as client:
         response = await client.get(f"/v2/models/{model}/stats")
         response.raise_for_status()
         return sum(int(stats.get("inference_count", 0)) for stats in response.json()["model_stats"])
