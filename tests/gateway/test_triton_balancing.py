@@ -36,14 +36,11 @@ def servers(triton_repository: Path) -> Iterator[list[Any]]:
     require_triton()
     from mlsharp.triton.server import TritonServer
 
-    pair = [TritonServer(triton_repository), TritonServer(triton_repository)]
-    starting = [threading.Thread(target=server.start) for server in pair]
-    for thread in starting:
-        thread.start()
-    for thread in starting:
-        thread.join()
+    # Started from this thread: the servers die with the thread that started them (PDEATHSIG).
+    pair = [TritonServer(triton_repository)]
     try:
-        assert all(server.is_ready() for server in pair), [s.log_tail(20) for s in pair]
+        pair[0].start()
+        pair.append(TritonServer(triton_repository).start())
         yield pair
     finally:
         for server in pair:
