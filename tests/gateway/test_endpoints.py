@@ -107,7 +107,9 @@ def test_dns_answers_add_and_remove_endpoints() -> None:
 def test_the_refresh_loop_re_resolves_every_interval() -> None:
     async def scenario() -> None:
         dns = Dns("10.0.0.1")
-        pool = EndpointPool("triton-grpc.ns.svc:8001", StubClient, always_ready, resolver=dns, interval_s=0.05)
+        pool = EndpointPool(
+            "triton-grpc.ns.svc:8001", StubClient, always_ready, resolver=dns, interval_s=0.05
+        )
         await pool.start()
         dns.addresses = ["10.0.0.1", "10.0.0.9"]
         await asyncio.sleep(0.3)
