@@ -123,11 +123,12 @@ class TritonBackend:
             self._connect,
             self._probe,
             interval_s=settings.triton_resolve_interval_s,
-            on_change=self._resize,
+            on_change=self._endpoints_changed,
             **({"resolver": resolver} if resolver is not None else {}),
         )
         self._started = False
         self._requests: Any = None  # Counter(endpoint, outcome) once metrics are bound
+        self._counted: set[tuple[str, str]] = set()
         self.model_id = settings.triton_model_id or ""
         self.served: ServedConfig | None = None
 
@@ -216,6 +217,15 @@ class TritonBackend:
             endpoints = max(1, len(self._pool.endpoints))
             self._admission.resize(default_in_flight(self.served) * endpoints)
 
+    def _endpoints_changed(self) -> None:
+        """Resize admission; forget the counters of endpoints that left (pod IPs never return)."""
+        self._resize()
+        live = {e.address for e in self._pool.endpoints}
+        for labels in [labels for labels in self._counted if labels[0] not in live]:
+            self._counted.discard(labels)
+            if self._requests is not None:
+                self._requests.remove(*labels)
+
     async def close(self) -> None:
         await self._pool.close()
         close = getattr(self._admission, "close", None)
@@ -248,6 +258,7 @@ class TritonBackend:
     def _count(self, endpoint: Endpoint, outcome: str) -> None:
         if self._requests is not None:
             self._requests.labels(endpoint.address, outcome).inc()
+            self._counted.add((endpoint.address, outcome))
 
     async def _infer_balanced(self, inputs: list[Any], outputs: list[Any]) -> Any:
         """One call on the best endpoint; once more on another when the first failure allows it."""

@@ -192,3 +192,20 @@ def test_two_servers_share_the_requests_and_a_dead_one_is_retried_elsewhere(make
             assert counts[second.url, "ok"] == 7
             assert counts[first.url, "retried"] == 1  # then marked not ready: no more tries there
             assert client.get("/v1/ready").status_code == 200  # one ready endpoint is enough
+
+
+def test_metrics_urls_one_per_endpoint_host_or_the_single_url() -> None:
+    from gateway.backends.triton_metrics import gpu_memory_bytes, metrics_urls
+
+    hosts = ["10.0.0.1", "10.0.0.1", "fd00::1"]
+    assert metrics_urls(hosts, 8002, "http://x:8002/metrics") == [
+        "http://10.0.0.1:8002/metrics",
+        "http://[fd00::1]:8002/metrics",
+    ]
+    assert metrics_urls(hosts, None, "http://x:8002/metrics") == ["http://x:8002/metrics"]
+    assert metrics_urls(hosts, None, None) == []
+    text = (
+        'nv_gpu_memory_total_bytes{gpu_uuid="GPU-1"} 8.0e+09\n'
+        'nv_gpu_memory_total_bytes{gpu_uuid="GPU-2"} 1e9\n'
+    )
+    assert gpu_memory_bytes(text) == {"GPU-1": 8.0e9, "GPU-2": 1e9}
