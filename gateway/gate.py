@@ -12,8 +12,9 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.errors import GatewayError, RateLimited, error_response
-from gateway.service.auth import Authenticator, Principal, RateLimiter
+from gateway.service.auth import Authenticator, Principal
 from gateway.service.metrics import Metrics
+from gateway.service.rate_shared import Limiter
 
 #: key in ``scope["state"]`` (``request.state``) holding the principal the gate admitted
 PRINCIPAL_STATE_KEY = "gate_principal"
@@ -49,9 +50,9 @@ def rate_bucket(principal: Principal, client_host: str | None) -> str:
     return principal.name if principal.name != "anonymous" else f"ip:{client_host or 'unknown'}"
 
 
-def admit(
+async def admit(
     auth: Authenticator,
-    limiter: RateLimiter,
+    limiter: Limiter,
     metrics: Metrics,
     scope_name: str,
     api_key: str | None,
@@ -62,7 +63,7 @@ def admit(
     principal = auth.authenticate(api_key, authorization)
     principal.require(scope_name)
     try:
-        limiter.check(rate_bucket(principal, client_host), principal.rate_per_minute)
+        await limiter.take(rate_bucket(principal, client_host), principal.rate_per_minute)
     except RateLimited:
         metrics.rejected.labels("rate_limit").inc()
         raise
@@ -72,7 +73,7 @@ def admit(
 class EarlyGateMiddleware:
     """Refuses unauthenticated, unauthorised or rate-limited requests before reading their body."""
 
-    def __init__(self, app: ASGIApp, auth: Authenticator, limiter: RateLimiter, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, auth: Authenticator, limiter: Limiter, metrics: Metrics) -> None:
         self.app = app
         self.auth = auth
         self.limiter = limiter
@@ -89,7 +90,7 @@ class EarlyGateMiddleware:
         headers = Headers(scope=scope)
         client = scope.get("client")
         try:
-            principal = admit(
+            principal = await admit(
                 self.auth,
                 self.limiter,
                 self.metrics,

@@ -78,10 +78,17 @@ class Settings(BaseSettings):
 
     # inference backend
     backend: Literal["local", "triton"] = "local"
+    #: comma-separated host:port list; a name (e.g. a headless Service) stands for every address
+    #: it resolves to (A/AAAA), re-resolved every triton_resolve_interval_s; requests are spread
+    #: over all of them (gateway/backends/endpoints.py)
     triton_url: str = "127.0.0.1:8001"
+    triton_resolve_interval_s: float = Field(default=10.0, gt=0)
     triton_model: str = "mlsharp"
     triton_model_id: str | None = None
+    #: one Triton's metrics (GPU facts); with several endpoints set triton_metrics_port instead
     triton_metrics_url: str | None = "http://127.0.0.1:8002/metrics"
+    #: metrics port on every endpoint's host (http://<host>:<port>/metrics); overrides the URL
+    triton_metrics_port: int | None = Field(default=None, ge=1, le=65535)
     triton_timeout_s: float = Field(default=600.0, gt=0)
     triton_ready_timeout_s: float = Field(default=2.0, gt=0)
     triton_max_message_bytes: int = Field(default=1 << 30, ge=4 << 20, le=(1 << 31) - 1)
@@ -148,6 +155,16 @@ class Settings(BaseSettings):
     jwt_max_lifetime_s: float = Field(default=24 * 3600.0, gt=0)
     rate_limit_per_minute: float = Field(default=0.0, ge=0)
     rate_limit_burst: int = Field(default=10, ge=1)
+    #: Redis for limits shared by all replicas (token buckets, admission leases); unset: each
+    #: replica limits alone. Must never evict (maxmemory-policy noeviction) or a separate instance:
+    #: NOT the cache's LRU Redis (a DB number does not help: the policy is per server)
+    limits_redis_url: SecretStr | None = None
+    limits_redis_prefix: str = Field(default="mlsharp:limits:v1:", pattern=r"^[A-Za-z0-9:_.-]{1,64}$")
+    limits_redis_timeout_s: float = Field(default=0.25, gt=0)
+    #: after a Redis failure, limits are per replica (in-process) for this long before Redis is tried again
+    limits_redis_retry_s: float = Field(default=5.0, gt=0)
+    #: a shared admission slot of a replica that stops heartbeating is freed after this long
+    limits_lease_s: float = Field(default=30.0, ge=0.3, le=3600)
 
     # webhooks
     webhooks_enabled: bool = True
@@ -183,6 +200,14 @@ class Settings(BaseSettings):
         unknown = [fmt for fmt in value if fmt not in known_formats()]
         if unknown or not value:
             raise ValueError(f"unknown output format(s) {unknown}; choose from {list(known_formats())}")
+        return value
+
+    @field_validator("triton_url")
+    @classmethod
+    def _valid_triton_targets(cls, value: str) -> str:
+        from gateway.backends.endpoints import parse_targets
+
+        parse_targets(value)  # raises ValueError naming the bad entry
         return value
 
     @field_validator("webhook_allow_hosts")

@@ -667,7 +667,40 @@ def check_k8s_triton(tools: Tools) -> str:
                 errors.append(f"{folder}: no PodDisruptionBudget {pdb}")
         if ("StatefulSet", "mlsharp-redis") not in objs:
             errors.append(f"{folder}: no Redis StatefulSet")
-    return require(errors, "GPU request, in-memory shm, 3 probes, model PVC + export Job, HPAs, PDBs, Redis")
+        errors += [f"{folder}: {e}" for e in gateway_shared_targets(objs, tri)]
+    return require(
+        errors,
+        "GPU request, in-memory shm, 3 probes, model PVC + export Job, HPAs, PDBs, Redis, "
+        "gateway -> headless Triton Service, limits Redis never evicts",
+    )
+
+
+def gateway_shared_targets(objs: dict[tuple[str, str], dict], triton: dict) -> list[str]:
+    """The gateway reaches every Triton pod (MLSHARP_TRITON_URL names a headless Service on the
+    gRPC port) and its limits Redis never evicts (maxmemory-policy noeviction)."""
+    errors = []
+    gateway = objs.get(("Deployment", "mlsharp-gateway"))
+    if not gateway:
+        return ["no Deployment mlsharp-gateway"]
+    container = gateway["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value", "") for e in container.get("env", [])}
+    host, _, port = env.get("MLSHARP_TRITON_URL", "").partition(":")
+    service = objs.get(("Service", host), {}).get("spec", {})
+    grpc = next((p["containerPort"] for p in triton.get("ports", []) if p.get("name") == "grpc"), None)
+    if service.get("clusterIP") != "None" or port != str(grpc):
+        errors.append(
+            f"gateway MLSHARP_TRITON_URL {env.get('MLSHARP_TRITON_URL')!r} is not a headless Service "
+            f"on Triton's gRPC port {grpc} (per-connection balancing feeds one pod per gateway)"
+        )
+    limits_url = env.get("MLSHARP_LIMITS_REDIS_URL", "")
+    if limits_url:
+        name = limits_url.split("//", 1)[-1].split(":", 1)[0].split("/", 1)[0]
+        redis = objs.get(("StatefulSet", name))
+        args = redis["spec"]["template"]["spec"]["containers"][0].get("args", []) if redis else []
+        policy = args[args.index("--maxmemory-policy") + 1] if "--maxmemory-policy" in args else None
+        if policy != "noeviction":
+            errors.append(f"limits Redis {name!r}: maxmemory-policy {policy!r}, must be noeviction")
+    return errors
 
 
 def adapter_rules(doc: dict | list) -> list[dict]:

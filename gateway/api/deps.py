@@ -25,7 +25,7 @@ ServicesDep = Annotated[Services, Depends(get_services)]
 
 
 def _with_scope(scope: str):
-    def dependency(
+    async def dependency(
         request: Request,
         services: ServicesDep,
         x_api_key: Annotated[str | None, Header(description="API key (when auth is enabled)")] = None,
@@ -36,7 +36,7 @@ def _with_scope(scope: str):
             admitted.require(scope)
             return admitted
         client = request.client.host if request.client else None
-        return admit(
+        return await admit(
             services.auth, services.limiter, services.metrics, scope, x_api_key, authorization, client
         )
 

@@ -1,22 +1,31 @@
-"""Triton backend: the ``mlsharp`` ensemble over gRPC asyncio.
+"""Triton backend: the ``mlsharp`` ensemble over gRPC asyncio, spread over every Triton endpoint.
 
 Message limits are raised (a full-resolution PLY is ~66 MB, gRPC's default cap is 4 MB), every
-call has a deadline, and in-flight requests are bounded by :class:`Admission`. A Triton error
-that carries an ``MLSharpError`` code becomes that typed error (a 4xx), never a 5xx.
+call has a deadline, and in-flight requests are bounded by :class:`Admission` (or, with
+``limits_redis_url``, by the admission shared by all gateways). A Triton error that carries an
+``MLSharpError`` code becomes that typed error (a 4xx), never a 5xx.
+
+Requests go to the endpoints of :class:`EndpointPool` (``triton_url`` may list several or name a
+headless Service). A request that fails in a way that proves it did not run (the endpoint is
+unreachable, stopping, lacks the model, or its queue is full) or where running it again is
+harmless is retried ONCE on another endpoint. Running an inference twice is harmless: it is a
+pure function of the image, the focal override and the weights (no state changes in Triton; the
+gateway stores the result once, by content key), so the only cost of a duplicate is GPU time.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 from typing import Any, NamedTuple
 
-import httpx
 import numpy as np
 
-from gateway.backends.base import Admission, InferenceResult, no_gpu
+from gateway.backends.admission_shared import build_admission
+from gateway.backends.base import InferenceResult
+from gateway.backends.endpoints import Endpoint, EndpointPool, Resolver
+from gateway.backends.triton_metrics import device_info, metrics_urls
 from gateway.errors import BackendError, BackendUnavailable, Overloaded
 from gateway.logs import request_id_var
 from gateway.settings import Settings
@@ -29,6 +38,19 @@ _UNAVAILABLE = ("UNAVAILABLE", "DEADLINE_EXCEEDED", "CANCELLED", "RESOURCE_EXHAU
 
 #: what Triton says when a model's bounded queue (default_queue_policy.max_queue_size) is full
 _QUEUE_FULL = "Exceeds maximum queue size"
+#: what Triton answers to new requests once it has been told to stop (rolling update, scale-down)
+_STOPPING = "Server is stopping"
+#: gRPC statuses after which another endpoint may serve the request: unreachable/stopping, or
+#: the model not (or no longer) loaded there. DEADLINE_EXCEEDED and CANCELLED are not retried:
+#: the time the caller allowed is spent.
+_RETRY_STATUSES = ("UNAVAILABLE", "NOT_FOUND")
+
+
+def retry_elsewhere(message: str, status: str | None) -> bool:
+    """True when the request did not run (or running it again is harmless) and another endpoint
+    may serve it: transport failures, a stopping server, a missing model, a full queue."""
+    status = (status or "").replace("StatusCode.", "")
+    return not status or status in _RETRY_STATUSES or _STOPPING in message or _QUEUE_FULL in message
 
 
 def typed_error(message: str, status: str | None, retry_after_s: float = 5.0) -> Exception:
@@ -43,7 +65,7 @@ def typed_error(message: str, status: str | None, retry_after_s: float = 5.0) ->
             "The inference server's queue is full; retry after the time in Retry-After.",
             retry_after_s=retry_after_s,
         )
-    if status in _UNAVAILABLE or not status:
+    if status in _UNAVAILABLE or not status or _STOPPING in message:
         return BackendUnavailable(f"Triton is unavailable ({status or 'no connection'}).")
     code, text = parse_error_text(message)
     typed = error_from_code(code, text)
@@ -93,19 +115,40 @@ class TritonBackend:
 
     name = "triton"
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, resolver: Resolver | None = None) -> None:
         self._settings = settings
-        self._admission = Admission(settings.max_in_flight or 1, settings.max_queue, settings.retry_after_s)
-        self._client: Any = None
+        self._admission = build_admission(settings)
+        self._pool = EndpointPool(
+            settings.triton_url,
+            self._connect,
+            self._probe,
+            interval_s=settings.triton_resolve_interval_s,
+            on_change=self._endpoints_changed,
+            **({"resolver": resolver} if resolver is not None else {}),
+        )
+        self._started = False
+        self._requests: Any = None  # Counter(endpoint, outcome) once metrics are bound
+        self._counted: set[tuple[str, str]] = set()
         self.model_id = settings.triton_model_id or ""
         self.served: ServedConfig | None = None
 
-    async def start(self) -> None:
+    @property
+    def pool(self) -> EndpointPool:
+        return self._pool
+
+    def bind_metrics(self, metrics: Any) -> None:
+        """Per-endpoint request counts (label ``endpoint``) and the shared admission's errors."""
+        self._requests = metrics.backend_endpoint_requests
+        bind = getattr(self._admission, "bind_metrics", None)
+        if bind is not None:
+            bind(metrics)
+
+    def _connect(self, address: str) -> Any:
         import tritonclient.grpc.aio as grpcclient
 
         size = self._settings.triton_max_message_bytes
-        self._client = grpcclient.InferenceServerClient(
-            self._settings.triton_url,
+        return grpcclient.InferenceServerClient(
+            address,
             channel_args=[
                 ("grpc.max_send_message_length", size),
                 ("grpc.max_receive_message_length", size),
@@ -116,19 +159,40 @@ class TritonBackend:
                 ("grpc.max_reconnect_backoff_ms", 2_000),
             ],
         )
+
+    async def _probe(self, endpoint: Endpoint) -> bool:
+        try:
+            return bool(
+                await endpoint.client.is_model_ready(
+                    self._settings.triton_model, client_timeout=self._settings.triton_ready_timeout_s
+                )
+            )
+        except Exception:
+            return False
+
+    async def start(self) -> None:
+        start = getattr(self._admission, "start", None)
+        if start is not None:
+            await start()
+        await self._pool.start()
+        self._started = True
         await self._read_served_config()
 
     async def _config(self, model: str) -> dict[str, Any] | None:
-        try:
-            reply = await self._client.get_model_config(
-                model, as_json=True, client_timeout=self._settings.triton_ready_timeout_s
-            )
-        except Exception:
-            return None
-        return dict(reply.get("config", {}))
+        """The model's config from the first endpoint that answers (ready ones first)."""
+        for endpoint in sorted(self._pool.endpoints, key=lambda e: not e.ready):
+            try:
+                reply = await endpoint.client.get_model_config(
+                    model, as_json=True, client_timeout=self._settings.triton_ready_timeout_s
+                )
+            except Exception:
+                continue
+            return dict(reply.get("config", {}))
+        return None
 
     async def _read_served_config(self) -> bool:
-        """Model id and admission limit from the served configs; False while they cannot be read."""
+        """Model id and admission limit from the served configs; False while they cannot be read.
+        Every endpoint serves the same repository, so any one of them will do."""
         if self.served is not None:
             return True
         sharp = await self._config("sharp")
@@ -140,58 +204,100 @@ class TritonBackend:
             log.error("the served config has no model_id parameter; set triton_model_id")
             return False
         self.model_id, self.served = model_id, config
-        if self._settings.max_in_flight is None:
-            self._admission.resize(default_in_flight(config))
+        self._resize()
         log.info(
             "triton model config read",
             extra={"model_id": model_id, "max_in_flight": self._admission.max_in_flight},
         )
         return True
 
+    def _resize(self) -> None:
+        """Default in-flight limit: enough for every endpoint's batcher (see default_in_flight)."""
+        if self.served is not None and self._settings.max_in_flight is None:
+            endpoints = max(1, len(self._pool.endpoints))
+            self._admission.resize(default_in_flight(self.served) * endpoints)
+
+    def _endpoints_changed(self) -> None:
+        """Resize admission; forget the counters of endpoints that left (pod IPs never return)."""
+        self._resize()
+        live = {e.address for e in self._pool.endpoints}
+        for labels in [labels for labels in self._counted if labels[0] not in live]:
+            self._counted.discard(labels)
+            if self._requests is not None:
+                self._requests.remove(*labels)
+
     async def close(self) -> None:
-        if self._client is not None:
-            await self._client.close()
+        await self._pool.close()
+        close = getattr(self._admission, "close", None)
+        if close is not None:
+            await close()
 
     async def ready(self) -> bool:
-        if self._client is None:
+        """True when any endpoint serves the model (and its config has been read)."""
+        if not self._started:
             return False
-        try:
-            ok = await self._client.is_model_ready(
-                self._settings.triton_model, client_timeout=self._settings.triton_ready_timeout_s
-            )
-        except Exception:
-            return False
-        return bool(ok) and await self._read_served_config()
+        return await self._pool.probe_all() and await self._read_served_config()
 
     def load(self) -> dict[str, int]:
         return self._admission.load()
 
+    def report_hits(self, active: int) -> None:
+        """Cache hits this replica is serving, for the shared admission (no-op in process)."""
+        report = getattr(self._admission, "report_hits", None)
+        if report is not None:
+            report(active)
+
     async def device_info(self) -> dict[str, Any]:
-        """GPUs as Triton's metrics endpoint reports them (count and memory; no names there)."""
-        url = self._settings.triton_metrics_url
-        if not url:
-            return no_gpu()
-        try:
-            async with httpx.AsyncClient(timeout=self._settings.triton_ready_timeout_s) as client:
-                text = (await client.get(url)).text
-        except httpx.HTTPError:
-            return no_gpu()
-        memory = {
-            match.group(1): float(match.group(2))
-            for match in re.finditer(
-                r'^nv_gpu_memory_total_bytes\{[^}]*gpu_uuid="([^"]+)"[^}]*\}\s+(\S+)', text, re.M
-            )
-        }
-        if not memory:
-            return no_gpu()
-        total_mb = int(sum(memory.values()) // 2**20)
-        return {
-            "available": True,
-            "vendor": "NVIDIA",
-            "name": None,
-            "count": len(memory),
-            "memory_mb": total_mb,
-        }
+        urls = metrics_urls(
+            [e.host for e in self._pool.endpoints],
+            self._settings.triton_metrics_port,
+            self._settings.triton_metrics_url,
+        )
+        return await device_info(urls, self._settings.triton_ready_timeout_s)
+
+    def _count(self, endpoint: Endpoint, outcome: str) -> None:
+        if self._requests is not None:
+            self._requests.labels(endpoint.address, outcome).inc()
+            self._counted.add((endpoint.address, outcome))
+
+    async def _infer_balanced(self, inputs: list[Any], outputs: list[Any]) -> Any:
+        """One call on the best endpoint; once more on another when the first failure allows it."""
+        from tritonclient.utils import InferenceServerException
+
+        tried: set[str] = set()
+        failure: Exception | None = None
+        for attempt in range(2):
+            endpoint = self._pool.pick(exclude=tried)
+            if endpoint is None:
+                break
+            tried.add(endpoint.address)
+            try:
+                async with self._pool.use(endpoint):
+                    result = await endpoint.client.infer(
+                        self._settings.triton_model,
+                        inputs,
+                        outputs=outputs,
+                        request_id=request_id_var.get()[:64],
+                        client_timeout=self._settings.triton_timeout_s,
+                    )
+            except InferenceServerException as error:
+                message = error.message() or str(error)
+                failure = typed_error(message, error.status(), self._admission.retry_after())
+                retry = attempt == 0 and retry_elsewhere(message, error.status())
+                if retry and not isinstance(failure, Overloaded):
+                    endpoint.ready = False  # until the next probe says otherwise
+                self._count(endpoint, "retried" if retry else "error")
+                log.warning(
+                    "triton error: %s",
+                    message,
+                    extra={"mapped": type(failure).__name__, "endpoint": endpoint.address, "retry": retry},
+                )
+                if not retry:
+                    raise failure from None
+                continue
+            self._count(endpoint, "ok")
+            return result
+        raise failure or BackendUnavailable("Triton is unavailable (no endpoint).")
 
     async def infer(
         self,
@@ -203,9 +309,8 @@ class TritonBackend:
         wait: bool = False,
     ) -> InferenceResult:
         from tritonclient.grpc import InferInput, InferRequestedOutput
-        from tritonclient.utils import InferenceServerException
 
-        if self._client is None or not await self._read_served_config():
+        if not self._started or not await self._read_served_config():
             raise BackendUnavailable("Triton's model config has not been read yet.")
         inputs = [
             InferInput("image_bytes", [1, 1], "BYTES"),
@@ -220,20 +325,7 @@ class TritonBackend:
         outputs = [InferRequestedOutput("scenes"), InferRequestedOutput("metadata")]
         async with self._admission.slot(wait=wait):
             start = time.perf_counter()
-            try:
-                result = await self._client.infer(
-                    self._settings.triton_model,
-                    inputs,
-                    outputs=outputs,
-                    request_id=request_id_var.get()[:64],
-                    client_timeout=self._settings.triton_timeout_s,
-                )
-            except InferenceServerException as error:
-                typed = typed_error(
-                    error.message() or str(error), error.status(), self._admission.retry_after()
-                )
-                log.warning("triton error: %s", error.message(), extra={"mapped": type(typed).__name__})
-                raise typed from None
+            result = await self._infer_balanced(inputs, outputs)
             elapsed = time.perf_counter() - start
         scenes = [bytes(item) for item in result.as_numpy("scenes").reshape(-1)]
         if len(scenes) != len(formats):

@@ -13,12 +13,13 @@ from dataclasses import dataclass, field
 
 from gateway import __version__
 from gateway.backends import InferenceBackend, build_backend
-from gateway.service.auth import Authenticator, RateLimiter
+from gateway.service.auth import Authenticator
 from gateway.service.cache import CacheStore, MemoryCache, RedisCache, ResultCache
 from gateway.service.db import Database, build_database
 from gateway.service.jobs import JobService
 from gateway.service.metrics import Metrics
 from gateway.service.predict import PredictService
+from gateway.service.rate_shared import Limiter, build_rate_limiter
 from gateway.service.scenes import SceneStore
 from gateway.service.storage import ResultStore, make_private_dir
 from gateway.service.webhooks import WebhookService
@@ -54,13 +55,18 @@ class Services:
     predict: PredictService
     jobs: JobService
     auth: Authenticator
-    limiter: RateLimiter
+    limiter: Limiter
     _sweeper: asyncio.Task[None] | None = field(default=None, repr=False)
 
     @classmethod
     def build(cls, settings: Settings, backend: InferenceBackend | None = None) -> Services:
         backend = backend or build_backend(settings)
         metrics = Metrics(__version__, backend.name, backend.model_id)
+        limiter = build_rate_limiter(settings)
+        for part in (backend, limiter):  # per-endpoint counts, shared-limits Redis errors
+            bind = getattr(part, "bind_metrics", None)
+            if bind is not None:
+                bind(metrics)
         db = build_database(settings)
         store = ResultStore(settings.results_dir, db, settings.results_ttl_s)
         cache = ResultCache(build_cache_store(settings), metrics, settings.cache_max_entries)
@@ -88,7 +94,7 @@ class Services:
             predict=predict,
             jobs=JobService(db, store, predict, webhooks, settings),
             auth=Authenticator(settings),
-            limiter=RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst),
+            limiter=limiter,
         )
 
     async def start(self) -> None:
@@ -111,6 +117,7 @@ class Services:
         await self.jobs.close()
         await self.webhooks.close()
         await self.backend.close()
+        await self.limiter.close()
         await self.cache.close()
         await self.db.close()
         log.info("gateway stopped")

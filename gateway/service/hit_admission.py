@@ -5,6 +5,10 @@ flood of tiny repeated uploads used to bypass ``max_in_flight``/``max_queue`` en
 counts against the same capacity as inferences (running + waiting + hits being served), without
 waiting behind an inference slot; ``wait=True`` (async jobs, already queued in SQLite) is never
 refused, as for inferences.
+
+With a limits Redis (gateway/backends/admission_shared.py) the backend's load is global and the
+hits of the other replicas come with it (``hits_elsewhere``, one heartbeat old); this replica's
+own count is reported to the backend for them (``report_hits``).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ class HitAdmission:
             return
         load = self.backend.load()
         capacity = load["max_in_flight"] + load["max_queue"]
-        busy = load["in_flight"] + load["waiting"] + self.active
+        busy = load["in_flight"] + load["waiting"] + self.active + load.get("hits_elsewhere", 0)
         if busy >= capacity:
             raise Overloaded(
                 f"The server is busy: {load['in_flight']} predictions running, {load['waiting']} waiting "
@@ -43,7 +47,14 @@ class HitAdmission:
             yield
             return
         self.active += 1
+        self._report()
         try:
             yield
         finally:
             self.active -= 1
+            self._report()
+
+    def _report(self) -> None:
+        report = getattr(self.backend, "report_hits", None)
+        if report is not None:
+            report(self.active)

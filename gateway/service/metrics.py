@@ -54,6 +54,23 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.backend_endpoint_requests = Counter(
+            "backend_endpoint_requests_total",
+            "Inference calls per Triton endpoint (host:port) by outcome: ok, retried (on another), error",
+            ["endpoint", "outcome"],
+            registry=r,
+        )
+        self.limits_redis_errors = Counter(
+            "limits_redis_errors_total",
+            "Failures of the shared-limits Redis (the replica limited alone meanwhile)",
+            ["what"],
+            registry=r,
+        )
+        self.limits_redis_up = Gauge(
+            "limits_redis_up",
+            "1 while the shared-limits Redis answers (0 when down or not configured)",
+            registry=r,
+        )
         self.webhook_deliveries = Counter(
             "webhook_deliveries_total", "Webhook delivery attempts by outcome", ["result"], registry=r
         )

@@ -212,6 +212,22 @@ BREAKAGES = [
         id="service-port-reference",
     ),
     pytest.param(
+        "k8s",
+        "deploy/k8s/base/gateway.yaml",
+        "value: mlsharp-triton-grpc:8001",
+        "value: mlsharp-triton:8001",
+        "is not a headless Service",
+        id="gateway-triton-through-kube-proxy",
+    ),
+    pytest.param(
+        "k8s",
+        "deploy/k8s/base/redis-limits.yaml",
+        "- noeviction",
+        "- allkeys-lru",
+        "must be noeviction",
+        id="limits-redis-evicts",
+    ),
+    pytest.param(
         "monitoring",
         "deploy/k8s/monitoring/prometheus-adapter-config.yaml",
         "DCGM_FI_DEV_GPU_UTIL{<<.LabelMatchers>>}[2m]))",
