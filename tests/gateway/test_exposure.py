@@ -88,13 +88,13 @@ def test_renames_are_followed_by_a_directory_fsync(tmp_path: Path, monkeypatch: 
 
 
 def test_a_foreign_mount_point_is_left_as_is(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog) -> None:
-    from gateway.service.storage import make_private_dir
+    from gateway.service.blobs import make_private_dir
 
     def refuse(*args, **kwargs) -> None:
         raise PermissionError(1, "Operation not permitted")
 
     monkeypatch.setattr(os, "chmod", refuse)
-    with caplog.at_level(logging.WARNING, logger="gateway.storage"):
+    with caplog.at_level(logging.WARNING, logger="gateway.blobs"):
         make_private_dir(tmp_path / "results")
     assert (tmp_path / "results").is_dir()
     assert "cannot make" in caplog.text
