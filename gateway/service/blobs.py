@@ -30,7 +30,7 @@ log = logging.getLogger("gateway.blobs")
 FILE_MODE = 0o600
 FOLDER_MODE = 0o700
 CHUNK_BYTES = 1024 * 1024
-_KEY_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}(/[A-Za-z0-9_][A-Za-z0-9._-]{0,127}){0,3}$")
+_KEY_RE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}(/[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}){0,3}$")
 
 
 class BlobNotFound(LookupError):
@@ -135,6 +135,7 @@ class LocalBlobStore:
         return None
 
     def _folders(self, target: Path) -> None:
+        self.root.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
         for parent in reversed(target.relative_to(self.root).parents[:-1]):
             (self.root / parent).mkdir(mode=FOLDER_MODE, exist_ok=True)
 
