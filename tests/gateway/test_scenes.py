@@ -161,7 +161,7 @@ def test_sweep_never_takes_a_scene_being_written_or_linked(tmp_path: Path) -> No
     IN_USE_S stay, and a sweep that looked before a use deletes nothing of that scene."""
 
     async def scenario() -> None:
-        store, results = await _stores(tmp_path)
+        store, _ = await _stores(tmp_path)
         key = "e" * 64
         await _stored(store, key, ("ply",))
         now = time.time()
