@@ -94,12 +94,14 @@ class PredictService:
             return None
         self.hits.check(wait=wait)
         missing = tuple(fmt for fmt in formats if scene_file(fmt) not in stored)
-        if missing:
+        if missing or METADATA_FILE not in stored:
             from mlsharp.formats.convert import convert_ply
 
             with self.hits.hold(True):
-                ply = await self.scenes.read(key, "ply")
-                encoded = await asyncio.to_thread(convert_ply, ply, missing)
+                encoded: dict[str, bytes] = {}
+                if missing:
+                    ply = await self.scenes.read(key, "ply")
+                    encoded = await asyncio.to_thread(convert_ply, ply, missing)
                 await self.scenes.put(key, encoded, hit.metadata)
         return SceneResult(key, hit.metadata, {"cache": time.perf_counter() - start}, True, missing)
 

@@ -88,17 +88,23 @@ class SceneStore:
 
     async def claim(self, key: str) -> set[str] | None:
         """For a cache hit: mark the scene used, then the file names stored, or None when its PLY
-        is not (or no longer) there; a PLY row without its blob is dropped so a put rewrites it."""
+        is not (or no longer) there; a PLY row without its blob is dropped so a put rewrites it.
+
+        A PLY (and metadata) in the store that this database has no row for (written by a gateway
+        with another database, or before rows existed) is adopted: a row is added."""
         await self.touch(key)
         stored = await self.stored(key)
         ply = scene_file("ply")
-        if ply not in stored:
-            return None
-        if await self.blobs.size(blob_key(key, ply)) is None:
-            log.warning("a stored scene lost its PLY; inferring it again", extra={"scene": key[:12]})
-            await self.db.execute("DELETE FROM blobs WHERE blob_key = ?", (blob_key(key, ply),))
-            return None
-        return set(stored)
+        for name in (ply, METADATA_FILE):
+            size = await self.blobs.size(blob_key(key, name))
+            if size is None and name in stored:
+                log.warning("a stored scene lost %s; storing it again", name, extra={"scene": key[:12]})
+                await self.db.execute("DELETE FROM blobs WHERE blob_key = ?", (blob_key(key, name),))
+                del stored[name]
+            elif size is not None and name not in stored:
+                await self.db.execute(SCENE_BLOB_SQL, (blob_key(key, name), size, key, time.time()))
+                stored[name] = size
+        return set(stored) if ply in stored else None
 
     async def read(self, key: str, fmt: str) -> bytes:
         return await self.blobs.read(blob_key(key, scene_file(fmt)))
