@@ -1,7 +1,7 @@
-"""Unguessable ids and download paths that cannot leave the results directory.
+"""Unguessable ids and whitelisted file names.
 
 The seed used 8 hex characters (32 bits, enumerable). Ours carry 192 random bits, are validated
-by one regex before they touch the file system, and file names are a strict whitelist.
+by one regex before they reach storage, and file names are a strict whitelist.
 """
 
 from __future__ import annotations
@@ -10,8 +10,6 @@ import hashlib
 import re
 import secrets
 from pathlib import Path
-
-from gateway.errors import NotFound
 
 #: 24 random bytes -> 32 urlsafe base64 characters (>= 128 bits required)
 ID_BYTES = 24
@@ -52,14 +50,3 @@ def safe_stem(filename: str | None, fallback: str = "image") -> str:
     stem = Path(str(filename or "").replace("\\", "/")).name.rsplit(".", 1)[0]
     stem = re.sub(r"[^A-Za-z0-9_-]+", "_", stem).strip("_-")[:48]
     return stem or fallback
-
-
-def resolve_download(results_dir: Path, task_id: str, name: str) -> Path:
-    """Path of a result file, or NotFound; ids and names are checked before any path is built."""
-    if not is_valid_id(task_id) or not is_valid_name(name):
-        raise NotFound("No such file.")
-    root = results_dir.resolve()
-    path = (root / task_id / name).resolve()
-    if not path.is_relative_to(root) or path.parent != root / task_id or not path.is_file():
-        raise NotFound("No such file.")
-    return path

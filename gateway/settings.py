@@ -134,6 +134,29 @@ class Settings(BaseSettings):
     #: with auth on, the fraction of job_max_queued one principal may hold (at least one job)
     job_owner_share: float = Field(default=0.5, gt=0, le=1)
 
+    # shared object storage
+    #: where result files live: None = files under results_dir; "s3://bucket/prefix" = an
+    #: S3-compatible bucket shared by every replica (s3_* below)
+    object_store_url: str | None = Field(
+        default=None, pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[A-Za-z0-9_.!*'()/-]*)?$"
+    )
+    #: None = AWS; e.g. http://seaweedfs:8333 for SeaweedFS or MinIO
+    s3_endpoint_url: str | None = None
+    s3_region: str = "us-east-1"
+    #: None = the standard AWS chain (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, profile, role)
+    s3_access_key_id: SecretStr | None = None
+    s3_secret_access_key: SecretStr | None = None
+    s3_addressing_style: Literal["path", "virtual", "auto"] = "path"
+    #: create the bucket at start-up when it does not exist (else a missing bucket stops start-up)
+    s3_create_bucket: bool = False
+    #: "proxy" streams downloads through the gateway; "presigned" answers 307 to a presigned URL
+    #: of the object store (local files have none and are always proxied)
+    download_mode: Literal["proxy", "presigned"] = "proxy"
+    presigned_url_ttl_s: float = Field(default=900.0, ge=1, le=7 * 24 * 3600)
+    #: bound on all stored bytes (inputs, results, archives, cached scenes); over it, the sweep
+    #: evicts unreferenced scenes, then ended tasks and jobs oldest-finished first
+    results_max_bytes: int = Field(default=20 * 1024**3, ge=1024 * 1024)
+
     # cache
     cache_enabled: bool = True
     #: with auth on, cache entries are per owner: a hit never tells you what another user uploaded

@@ -8,9 +8,10 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Path, UploadFile
-from fastapi.responses import FileResponse, StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
 from gateway.api.deps import BaseUrl, PredictPrincipal, ServicesDep, read_image
+from gateway.api.files import file_response
 from gateway.api.schemas import JobAccepted, JobStatus, error_responses, job_status
 from gateway.errors import GatewayError, NotFound, PayloadTooLarge, Unprocessable
 from gateway.ids import safe_stem
@@ -103,9 +104,13 @@ async def job_events(
 
 @router.get(
     "/{job_id}/archive",
-    response_class=FileResponse,
-    responses={200: {"content": {"application/zip": {}}}, **error_responses(401, 403, 404, 409)},
+    response_class=StreamingResponse,
+    responses={
+        200: {"content": {"application/zip": {}}},
+        307: {"description": "Redirect to a presigned URL"},
+        **error_responses(401, 403, 404, 409),
+    },
 )
-async def job_archive(job_id: JobId, services: ServicesDep, principal: PredictPrincipal) -> FileResponse:
-    job_id, path = await services.jobs.archive(job_id, principal)
-    return FileResponse(path, media_type="application/zip", filename=f"mlsharp-{job_id[:12]}.zip")
+async def job_archive(job_id: JobId, services: ServicesDep, principal: PredictPrincipal) -> Response:
+    job_id, name = await services.jobs.archive(job_id, principal)
+    return await file_response(services, job_id, name, filename=f"mlsharp-{job_id[:12]}.zip")

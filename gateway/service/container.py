@@ -14,14 +14,17 @@ from dataclasses import dataclass, field
 from gateway import __version__
 from gateway.backends import InferenceBackend, build_backend
 from gateway.service.auth import Authenticator
+from gateway.service.blobs import BlobStore, LocalBlobStore, make_private_dir
 from gateway.service.cache import CacheStore, MemoryCache, RedisCache, ResultCache
 from gateway.service.db import Database, build_database
 from gateway.service.jobs import JobService
 from gateway.service.metrics import Metrics
 from gateway.service.predict import PredictService
 from gateway.service.rate_shared import Limiter, build_rate_limiter
+from gateway.service.retention import Retention
+from gateway.service.s3blobs import S3BlobStore, parse_object_store_url
 from gateway.service.scenes import SceneStore
-from gateway.service.storage import ResultStore, make_private_dir
+from gateway.service.storage import ResultStore
 from gateway.service.webhooks import WebhookService
 from gateway.settings import Settings
 
@@ -42,15 +45,35 @@ def build_cache_store(settings: Settings) -> CacheStore | None:
     return MemoryCache(settings.cache_max_bytes, settings.cache_max_entries)
 
 
+def build_blob_store(settings: Settings) -> BlobStore:
+    """Files under results_dir, or the S3 bucket of ``object_store_url`` shared by replicas."""
+    if settings.object_store_url is None:
+        return LocalBlobStore(settings.results_dir)
+    bucket, prefix = parse_object_store_url(settings.object_store_url)
+    secret = settings.s3_secret_access_key
+    return S3BlobStore(
+        bucket,
+        prefix,
+        endpoint_url=settings.s3_endpoint_url,
+        region=settings.s3_region,
+        access_key_id=settings.s3_access_key_id.get_secret_value() if settings.s3_access_key_id else None,
+        secret_access_key=secret.get_secret_value() if secret else None,
+        create_bucket=settings.s3_create_bucket,
+        addressing_style=settings.s3_addressing_style,
+    )
+
+
 @dataclass
 class Services:
     settings: Settings
     backend: InferenceBackend
     metrics: Metrics
     db: Database
+    blobs: BlobStore
     store: ResultStore
     cache: ResultCache
     scenes: SceneStore
+    retention: Retention
     webhooks: WebhookService
     predict: PredictService
     jobs: JobService
@@ -68,10 +91,19 @@ class Services:
             if bind is not None:
                 bind(metrics)
         db = build_database(settings)
-        store = ResultStore(settings.results_dir, db, settings.results_ttl_s)
+        blobs = build_blob_store(settings)
+        store = ResultStore(blobs, db, settings.results_ttl_s)
         cache = ResultCache(build_cache_store(settings), metrics, settings.cache_max_entries)
         webhooks = WebhookService(db, settings, metrics)
-        scenes = SceneStore(settings.results_dir / "scenes")
+        scenes = SceneStore(blobs, db)
+        retention = Retention(
+            store,
+            scenes,
+            db,
+            cache_ttl_s=settings.cache_ttl_s,
+            cache_max_bytes=settings.cache_max_bytes,
+            results_max_bytes=settings.results_max_bytes,
+        )
         predict = PredictService(
             backend,
             cache,
@@ -87,9 +119,11 @@ class Services:
             backend=backend,
             metrics=metrics,
             db=db,
+            blobs=blobs,
             store=store,
             cache=cache,
             scenes=scenes,
+            retention=retention,
             webhooks=webhooks,
             predict=predict,
             jobs=JobService(db, store, predict, webhooks, settings),
@@ -100,13 +134,18 @@ class Services:
     async def start(self) -> None:
         make_private_dir(self.settings.results_dir)
         await self.db.open()
+        await self.blobs.start()
         await self.backend.start()
         await self.webhooks.start()
         await self.jobs.start()
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="results-sweeper")
         log.info(
             "gateway started",
-            extra={"backend": self.backend.name, "results_dir": str(self.settings.results_dir)},
+            extra={
+                "backend": self.backend.name,
+                "results_dir": str(self.settings.results_dir),
+                "object_store": self.blobs.kind,
+            },
         )
 
     async def close(self) -> None:
@@ -119,6 +158,7 @@ class Services:
         await self.backend.close()
         await self.limiter.close()
         await self.cache.close()
+        await self.blobs.close()
         await self.db.close()
         log.info("gateway stopped")
 
@@ -134,8 +174,7 @@ class Services:
     async def _sweep_forever(self) -> None:
         while True:
             try:
-                await self.store.sweep()
-                await self.scenes.sweep(self.settings.cache_ttl_s, self.settings.cache_max_bytes)
+                await self.retention.sweep()
             except Exception:
                 log.exception("sweeping expired results failed")
             await asyncio.sleep(self.settings.sweep_interval_s)

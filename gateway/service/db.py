@@ -43,6 +43,18 @@ CREATE TABLE IF NOT EXISTS outbox (
     last_error TEXT, created_at REAL NOT NULL, delivered_at REAL
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox(state, next_attempt_at);
+CREATE TABLE IF NOT EXISTS blobs (
+    blob_key TEXT PRIMARY KEY, size_bytes BIGINT NOT NULL, owner_id TEXT, scene_key TEXT,
+    created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS blobs_owner ON blobs(owner_id);
+CREATE INDEX IF NOT EXISTS blobs_scene ON blobs(scene_key);
+CREATE TABLE IF NOT EXISTS scenes (scene_key TEXT PRIMARY KEY, accessed_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS file_refs (
+    task_id TEXT NOT NULL, name TEXT NOT NULL, blob_key TEXT NOT NULL, size_bytes BIGINT NOT NULL,
+    created_at REAL NOT NULL, PRIMARY KEY (task_id, name)
+);
+CREATE INDEX IF NOT EXISTS file_refs_blob ON file_refs(blob_key);
 """
 
 #: (table, column, type) added since the first schema; applied at open, on both databases.

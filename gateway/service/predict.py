@@ -89,16 +89,19 @@ class PredictService:
         from that PLY in a worker thread (no network) and stored once. Hits count against the
         server's capacity (HitAdmission) while they convert."""
         hit = await self.cache.get(key)
-        if hit is None or not self.scenes.has(key, "ply"):
+        stored = None if hit is None else await self.scenes.claim(key)
+        if hit is None or stored is None:
             return None
         self.hits.check(wait=wait)
-        missing = tuple(fmt for fmt in formats if not self.scenes.has(key, fmt))
-        if missing:
+        missing = tuple(fmt for fmt in formats if scene_file(fmt) not in stored)
+        if missing or METADATA_FILE not in stored:
             from mlsharp.formats.convert import convert_ply
 
             with self.hits.hold(True):
-                ply = await self.scenes.read(key, "ply")
-                encoded = await asyncio.to_thread(convert_ply, ply, missing)
+                encoded: dict[str, bytes] = {}
+                if missing:
+                    ply = await self.scenes.read(key, "ply")
+                    encoded = await asyncio.to_thread(convert_ply, ply, missing)
                 await self.scenes.put(key, encoded, hit.metadata)
         return SceneResult(key, hit.metadata, {"cache": time.perf_counter() - start}, True, missing)
 
@@ -156,13 +159,13 @@ class PredictService:
     async def link_outputs(
         self, result: SceneResult, formats: tuple[str, ...], folder_id: str, stem: str
     ) -> dict[str, str]:
-        """Reference the scene's files from a task or job folder; returns format -> file name
-        (plus ``metadata``). Hard links: no scene bytes are written."""
+        """Reference the scene's files from a task or job; returns format -> file name (plus
+        ``metadata``). ``file_refs`` rows: no scene bytes are written."""
         random_weights = bool(result.metadata.get("random_weights"))
         names = {fmt: output_name(fmt, stem=stem, random_weights=random_weights) for fmt in formats}
         meta_name = METADATA_NAME if stem == "output" else f"{stem}.json"
         files = {scene_file(fmt): name for fmt, name in names.items()} | {METADATA_FILE: meta_name}
-        await self.scenes.link(result.key, files, self.store.folder(folder_id))
+        await self.store.add_refs(folder_id, await self.scenes.refs(result.key, files))
         return names | {"metadata": meta_name}
 
     async def predict_task(

@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from gateway.app import create_app
 from gateway.settings import Settings
 from tests.gateway.support import FakeBackend, Receiver
+from tests.servers.seaweed import seaweed  # noqa: F401  (a session fixture: one SeaweedFS S3 server)
 
 
 @pytest.fixture

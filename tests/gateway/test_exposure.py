@@ -65,10 +65,12 @@ def test_results_and_database_are_private(make_settings) -> None:
         c.post("/v1/webhooks", json={"event_type": "task_failed", "url": "http://127.0.0.1:9/h"})
     root = settings.results_dir
     assert mode(root) == 0o700
-    folders = [root / task, root / job["job_id"], root / job["job_id"] / "inputs"]
-    assert [oct(mode(f)) for f in folders] == ["0o700"] * 3
+    assert not (root / task).exists()  # a predict task only references scene files
+    scene = next((root / "scenes").iterdir())
+    folders = [root / job["job_id"], root / job["job_id"] / "inputs", root / "scenes", scene]
+    assert [oct(mode(f)) for f in folders] == ["0o700"] * 4
     files = [p for f in folders for p in f.iterdir() if p.is_file()]
-    assert len(files) >= 5 and {oct(mode(p)) for p in files} == {"0o600"}
+    assert len(files) >= 4 and {oct(mode(p)) for p in files} == {"0o600"}
     databases = list(root.glob("gateway.sqlite3*")) + list(root.glob("*.key"))
     assert len(databases) >= 2 and {oct(mode(p)) for p in databases} == {"0o600"}
 
@@ -88,13 +90,13 @@ def test_renames_are_followed_by_a_directory_fsync(tmp_path: Path, monkeypatch: 
 
 
 def test_a_foreign_mount_point_is_left_as_is(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog) -> None:
-    from gateway.service.storage import make_private_dir
+    from gateway.service.blobs import make_private_dir
 
     def refuse(*args, **kwargs) -> None:
         raise PermissionError(1, "Operation not permitted")
 
     monkeypatch.setattr(os, "chmod", refuse)
-    with caplog.at_level(logging.WARNING, logger="gateway.storage"):
+    with caplog.at_level(logging.WARNING, logger="gateway.blobs"):
         make_private_dir(tmp_path / "results")
     assert (tmp_path / "results").is_dir()
     assert "cannot make" in caplog.text

@@ -4,7 +4,7 @@ reference and last access, admission that says when to come back (fake backend, 
 from __future__ import annotations
 
 import asyncio
-import os
+import sqlite3
 import time
 from pathlib import Path
 
@@ -15,7 +15,11 @@ from fastapi.testclient import TestClient
 from gateway.backends.base import Admission
 from gateway.backends.triton import ServedConfig, default_in_flight, served_config
 from gateway.errors import Overloaded
+from gateway.ids import new_id
+from gateway.service.blobs import LocalBlobStore
+from gateway.service.db import Database
 from gateway.service.scenes import IN_USE_S, SceneStore
+from gateway.service.storage import ResultStore
 from mlsharp.errors import InvalidParameterError
 from mlsharp.formats import decode_spz, encode_scene
 from mlsharp.formats.convert import convert_ply, parse_ply
@@ -76,7 +80,7 @@ def test_a_hit_for_a_new_format_is_converted_without_the_backend(
     assert clean == encode_scene("ply-clean", gaussians, camera)  # vertex rows reused byte for byte
 
 
-def test_hits_write_no_scene_bytes_and_link_the_stored_files(
+def test_hits_write_no_scene_bytes_and_reference_the_stored_files(
     client: TestClient, fake_backend: FakeBackend
 ) -> None:
     services = client.app.state.services
@@ -87,14 +91,16 @@ def test_hits_write_no_scene_bytes_and_link_the_stored_files(
     second = client.post("/v1/predict", files={"file": ("b.jpg", image)}, data={"format": "spz"}).json()
     done = _job(client, image, "spz")
     assert services.scenes.bytes_written == written and fake_backend.calls == 1
-    results = services.settings.results_dir
-    inodes = {
-        (results / first["task_id"] / "output.spz").stat().st_ino,
-        (results / second["task_id"] / "output.spz").stat().st_ino,
-        (results / done["job_id"] / "00_p.spz").stat().st_ino,
-    }
-    assert len(inodes) == 1  # three references, one file
-    assert services.scenes.links_copied == 0
+    with sqlite3.connect(services.settings.database_path) as db:
+        refs = db.execute(
+            "SELECT blob_key FROM file_refs WHERE (task_id, name) IN (VALUES (?, ?), (?, ?), (?, ?))",
+            (first["task_id"], "output.spz", second["task_id"], "output.spz", done["job_id"], "00_p.spz"),
+        ).fetchall()
+    assert len(refs) == 3 and len(set(refs)) == 1  # three references, one stored file
+    (key,) = set(refs)
+    assert key[0].startswith("scenes/") and key[0].endswith("/scene.spz")
+    downloads = {client.get(first["urls"]["spz"]).content, client.get(second["urls"]["spz"]).content}
+    assert len(downloads) == 1 and len(next(iter(downloads))) > 0
 
 
 def test_a_scene_whose_ply_expired_is_inferred_again(client: TestClient, fake_backend: FakeBackend) -> None:
@@ -108,53 +114,72 @@ def test_a_scene_whose_ply_expired_is_inferred_again(client: TestClient, fake_ba
     assert fake_backend.calls == 2
 
 
-def _stored(store: SceneStore, key: str, formats: tuple[str, ...]) -> None:
+async def _stores(tmp_path: Path) -> tuple[SceneStore, ResultStore]:
+    db = Database(tmp_path / "db.sqlite3")
+    await db.open()
+    blobs = LocalBlobStore(tmp_path / "results")
+    return SceneStore(blobs, db), ResultStore(blobs, db, ttl_s=3600)
+
+
+async def _stored(store: SceneStore, key: str, formats: tuple[str, ...]) -> None:
     scenes = {fmt: fmt.encode() * 100 for fmt in formats}
-    asyncio.run(store.put(key, scenes, {"model_id": "m"}))
+    await store.put(key, scenes, {"model_id": "m"})
 
 
 def test_sweep_counts_references_and_last_access(tmp_path: Path) -> None:
-    store = SceneStore(tmp_path / "scenes")
-    old, fresh, linked = "a" * 64, "b" * 64, "c" * 64
-    for key in (old, fresh, linked):
-        _stored(store, key, ("ply", "spz"))
-    asyncio.run(store.link(linked, {"scene.ply": "x.ply"}, tmp_path / "task"))
-    past = time.time() - 3600
-    for key in (old, linked):
-        os.utime(store.folder(key) / ".access", (past, past))
-    assert asyncio.run(store.sweep(ttl_s=60, max_bytes=10**9)) == 2
-    assert not store.folder(old).exists()  # idle and unreferenced: gone
-    assert store.has(fresh, "ply") and store.has(fresh, "spz")  # recently used: kept
-    assert store.has(linked, "ply") and not store.has(linked, "spz")  # the task's file stays
-    assert (tmp_path / "task" / "x.ply").read_bytes() == b"ply" * 100
-    # size bound: unreferenced bytes beyond max_bytes go, least recently used first
-    newer = "d" * 64
-    _stored(store, newer, ("ply",))
-    os.utime(store.folder(fresh) / ".access", (past, past))
-    assert asyncio.run(store.sweep(ttl_s=10**6, max_bytes=400)) == 1
-    assert not store.folder(fresh).exists() and store.has(newer, "ply")
+    async def scenario() -> None:
+        store, results = await _stores(tmp_path)
+        old, fresh, linked = "a" * 64, "b" * 64, "c" * 64
+        for key in (old, fresh, linked):
+            await _stored(store, key, ("ply", "spz"))
+        task = new_id()
+        await results.add_refs(task, await store.refs(linked, {"scene.ply": "x.ply"}))
+        past = time.time() - 3600
+        for key in (old, linked):
+            await store.touch(key, past)
+        assert await store.sweep(ttl_s=60, max_bytes=10**9) == 2
+        assert await store.stored(old) == {}  # idle and unreferenced: gone
+        assert not (tmp_path / "results" / "scenes" / old).exists()
+        assert set(await store.stored(fresh)) == {"scene.ply", "scene.spz", "metadata.json"}  # recent
+        assert set(await store.stored(linked)) == {"scene.ply"}  # the task's file stays
+        ref = await results.ref(task, "x.ply")
+        assert ref is not None and await results.blobs.read(ref.blob_key) == b"ply" * 100
+        # size bound: unreferenced bytes beyond max_bytes go, least recently used first
+        newer = "d" * 64
+        await _stored(store, newer, ("ply",))
+        await store.touch(fresh, past)
+        assert await store.sweep(ttl_s=10**6, max_bytes=400) == 1
+        assert await store.stored(fresh) == {} and await store.has(newer, "ply")
+        await store.db.close()
+
+    asyncio.run(scenario())
 
 
 def test_sweep_never_takes_a_scene_being_written_or_linked(tmp_path: Path) -> None:
-    """A scene just written is unreferenced until its task links it, and atomic_write's temporary
-    sits beside it mid-write: a sweep over the size bound then removed the temporary (the rename
-    failed: a 500 on /v1/predict, seen in CI). Scenes used in the last IN_USE_S stay."""
-    store = SceneStore(tmp_path / "scenes")
-    key = "e" * 64
-    _stored(store, key, ("ply",))
-    temporary = store.folder(key) / ".scene.spz.abc123.tmp"  # a write in progress
-    temporary.write_bytes(b"half")
-    now = time.time()
-    assert asyncio.run(store.sweep(ttl_s=0, max_bytes=0, now=now)) == 0
-    assert store.has(key, "ply") and temporary.exists()
-    asyncio.run(store.link(key, {"scene.ply": "x.ply"}, tmp_path / "task"))  # linking refreshes use
-    assert asyncio.run(store.sweep(ttl_s=0, max_bytes=0, now=now + IN_USE_S - 1)) == 0
-    temporary.unlink()
-    # once idle past the window, the unreferenced formats go; the task's linked file stays
-    os.utime(store.folder(key) / ".access", (now - 3600, now - 3600))
-    (tmp_path / "task" / "x.ply").unlink()
-    assert asyncio.run(store.sweep(ttl_s=0, max_bytes=0, now=now)) == 1
-    assert not store.folder(key).exists()
+    """A scene just written is unreferenced until its task references it: a sweep over the size
+    bound once removed one in between (a 500 on /v1/predict, seen in CI). Scenes used in the last
+    IN_USE_S stay, and a sweep that looked before a use deletes nothing of that scene."""
+
+    async def scenario() -> None:
+        store, _ = await _stores(tmp_path)
+        key = "e" * 64
+        await _stored(store, key, ("ply",))
+        now = time.time()
+        assert await store.sweep(ttl_s=0, max_bytes=0, now=now) == 0
+        assert await store.has(key, "ply")
+        refs = await store.refs(key, {"scene.ply": "x.ply"})  # referencing refreshes use
+        assert await store.sweep(ttl_s=0, max_bytes=0, now=now + IN_USE_S - 1) == 0
+        # the sweep read the scene as idle, then a task used it before the delete: kept
+        files = [(blob, size) for blob, size in refs.values()]
+        assert await store._delete_idle(key, now - 3600, files) == set()
+        # once idle past the window and unreferenced, everything of it goes
+        await store.touch(key, now - 3600)
+        assert await store.sweep(ttl_s=0, max_bytes=0, now=now) == 1
+        assert await store.stored(key) == {}
+        assert not (tmp_path / "results" / "scenes").exists()
+        await store.db.close()
+
+    asyncio.run(scenario())
 
 
 def test_convert_ply_needs_the_camera_elements() -> None:

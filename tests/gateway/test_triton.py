@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+import sqlite3
 import subprocess
 import sys
 import zipfile
@@ -188,10 +189,12 @@ def test_cache_hit_for_a_new_format_costs_no_inference_and_writes_no_scene_bytes
     assert third.status_code == 200 and third.json()["cached"] is True
     assert services.scenes.bytes_written == written
     assert sharp_inferences(server) - start == 1
-    results = services.settings.results_dir
-    task = results / third.json()["task_id"]
-    stored = next(p for p in (results / "scenes").iterdir() if (p / "scene.spz").is_file())
-    assert (task / "output.RANDOM-WEIGHTS.spz").stat().st_ino == (stored / "scene.spz").stat().st_ino
+    with sqlite3.connect(services.settings.database_path) as db:
+        (ref,) = db.execute(
+            "SELECT blob_key FROM file_refs WHERE task_id = ? AND name = 'output.RANDOM-WEIGHTS.spz'",
+            (third.json()["task_id"],),
+        ).fetchone()
+    assert ref.startswith("scenes/") and ref.endswith("/scene.spz")  # a reference, not a copy
     text = gateway.get("/metrics").text
     assert 'input_size_info{dimension="width"} 240.0' in text
     assert 'input_size_info{dimension="height"} 160.0' in text

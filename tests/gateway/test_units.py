@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from pathlib import Path
 
 import pytest
 
@@ -24,10 +23,11 @@ from gateway.errors import (
     error_response,
     status_for,
 )
-from gateway.ids import new_id, resolve_download, safe_stem
+from gateway.ids import new_id, safe_stem
 from gateway.service.cache import CachedScene, MemoryCache, ResultCache, scene_key
 from gateway.service.metrics import Metrics
 from mlsharp.errors import CheckpointError, ImageTooLargeError, InvalidImageError, InvalidParameterError
+from tests.gateway.support import png_bytes
 
 
 def test_ids_are_long_random_and_urlsafe() -> None:
@@ -38,32 +38,24 @@ def test_ids_are_long_random_and_urlsafe() -> None:
     assert 32 * 6 >= 128  # 32 base64 characters carry 192 bits
 
 
-def test_downloads_cannot_escape(tmp_path: Path) -> None:
-    task = new_id()
-    (tmp_path / task).mkdir()
-    (tmp_path / task / "output.ply").write_bytes(b"x")
-    (tmp_path / task / "inputs").mkdir()
-    (tmp_path / task / "inputs" / "0.bin").write_bytes(b"secret")
-    (tmp_path / "outside.txt").write_text("no")
-    assert resolve_download(tmp_path, task, "output.ply") == (tmp_path / task / "output.ply").resolve()
+def test_downloads_cannot_escape(client) -> None:
+    """Only names a task references are served: never its inputs, paths or other tasks' files."""
+    task = client.post("/v1/predict", files={"file": ("a.png", png_bytes())}).json()["task_id"]
+    job = client.post("/v1/jobs", files=[("files", ("b.png", png_bytes(9, 9)))]).json()["job_id"]
+    assert client.get(f"/files/{task}/output.ply").status_code == 200
     for task_id, name in [
-        (task, "../outside.txt"),
+        (task, "..%2Foutside.txt"),
         (task, ".."),
         (task, "inputs"),
-        (task, "inputs/0.bin"),
+        (job, "inputs%2F0.bin"),
+        (job, "0.bin"),
         (task, ".hidden"),
         (task, "missing.ply"),
         ("..", "outside.txt"),
         ("abc", "output.ply"),
-        (task[:-1] + "/", "output.ply"),
         (new_id(), "output.ply"),
     ]:
-        with pytest.raises(NotFound):
-            resolve_download(tmp_path, task_id, name)
-    link = tmp_path / task / "link.ply"
-    link.symlink_to(tmp_path / "outside.txt")
-    with pytest.raises(NotFound):
-        resolve_download(tmp_path, task, "link.ply")
+        assert client.get(f"/files/{task_id}/{name}").status_code == 404, (task_id, name)
 
 
 @pytest.mark.parametrize(
