@@ -210,6 +210,23 @@ class Settings(BaseSettings):
     cors_allow_origins: tuple[str, ...] = ()
     docs_enabled: bool = True
 
+    @field_validator(
+        "database_url",
+        "object_store_url",
+        "s3_endpoint_url",
+        "s3_access_key_id",
+        "s3_secret_access_key",
+        "limits_redis_url",
+        "redis_url",
+        "webhook_secret_key",
+        "triton_metrics_url",
+        mode="before",
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        """``MLSHARP_DATABASE_URL=`` (compose passes every variable, set or not) means unset."""
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_level(cls, value: Any) -> Any:

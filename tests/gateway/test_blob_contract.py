@@ -1,4 +1,5 @@
-"""One contract for both blob stores: local files and a real S3 server (SeaweedFS, no mocks).
+"""One contract for both storage implementations: the embedded one (local files, SQLite) and the
+shared one (a real S3 server, SeaweedFS, with a real PostgreSQL; no mocks).
 
 The same tests run on each: the store's own operations, downloads and archives through the app,
 references instead of copies on a cache hit, expiry by TTL, the total-size bound's eviction
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import sqlite3
 import time
 import uuid
 import zipfile
@@ -45,6 +45,8 @@ def store_settings(kind: str, request: pytest.FixtureRequest) -> dict[str, Any]:
         return {}
     server: SeaweedServer = request.getfixturevalue("seaweed")
     return {
+        "database_url": request.getfixturevalue("postgres_url"),
+        "webhook_secret_key": "w" * 48,
         "object_store_url": f"s3://mlsharp-{uuid.uuid4().hex[:12]}/gateway/results",
         "s3_endpoint_url": server.endpoint_url,
         "s3_access_key_id": ACCESS_KEY_ID,
@@ -84,8 +86,9 @@ def run(client: TestClient, fn: Callable[..., Any], *args: Any) -> Any:
 
 
 def rows(client: TestClient, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    with sqlite3.connect(services_of(client).settings.database_path) as db:
-        return db.execute(sql, params).fetchall()
+    """Through the app's own database (SQLite or PostgreSQL)."""
+    found = run(client, services_of(client).db.fetch_all, sql, params)
+    return [tuple(row.values()) for row in found]
 
 
 def stored_sizes(client: TestClient) -> dict[str, int]:
@@ -310,10 +313,12 @@ def test_size_bound_evicts_cache_then_oldest_finished_and_spares_work_in_progres
     assert run(client, retention.sweep) == 0
     assert client.get(a["url"]).status_code == 200 and set(orphan_keys) <= set(stored_sizes(client))
     now = time.time()
-    with sqlite3.connect(services.settings.database_path) as db:  # a finished first, then b, then c
-        db.execute("UPDATE tasks SET created_at = ? WHERE task_id = ?", (now - 300, a["task_id"]))
-        db.execute("UPDATE tasks SET created_at = ? WHERE task_id = ?", (now - 200, b["task_id"]))
-        db.execute("UPDATE jobs SET finished_at = ? WHERE job_id = ?", (now - 100, c["job_id"]))
+    ages = [  # a finished first, then b, then c
+        ("UPDATE tasks SET created_at = ? WHERE task_id = ?", (now - 300, a["task_id"])),
+        ("UPDATE tasks SET created_at = ? WHERE task_id = ?", (now - 200, b["task_id"])),
+        ("UPDATE jobs SET finished_at = ? WHERE job_id = ?", (now - 100, c["job_id"])),
+    ]
+    run(client, services.db.execute_many, ages)
     backend.delay_s = 30.0
     running = client.post("/v1/jobs", files=[("files", ("r.png", png_bytes(18, 18)))]).json()
     wait_for(lambda: client.get(running["status_url"]).json()["state"] == "running")

@@ -131,9 +131,7 @@ def test_a_killed_gateway_s_job_is_finished_by_the_other_exactly_once(cluster: C
         job = a.post("/v1/jobs", files=photos(files, seed=3)).json()
         wait_for(lambda: job_state(b, job["job_id"])["counts"]["done"] >= 2, 60)
         (row,) = query(cluster.database_url, "SELECT lease_owner FROM jobs WHERE job_id = $1", job["job_id"])
-        holder, survivor = (
-            (cluster.a, b) if row["lease_owner"] == cluster.a.name else (cluster.b, a)
-        )
+        holder, survivor = (cluster.a, b) if row["lease_owner"] == cluster.a.name else (cluster.b, a)
         holder.kill()
         killed_at = time.monotonic()
         finished = wait_for(

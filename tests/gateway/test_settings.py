@@ -118,3 +118,20 @@ def test_hash_key_command() -> None:
 def test_settings_model_is_strict() -> None:
     with pytest.raises(ValueError, match="Extra inputs are not permitted"):
         Settings.model_validate({"nope": 1})
+
+
+def test_empty_optional_urls_mean_unset(monkeypatch) -> None:
+    """Compose passes ``MLSHARP_DATABASE_URL=`` when .env leaves it empty: the embedded defaults."""
+    from gateway.settings import load_settings
+
+    for name in (
+        "DATABASE_URL",
+        "OBJECT_STORE_URL",
+        "S3_ENDPOINT_URL",
+        "LIMITS_REDIS_URL",
+        "WEBHOOK_SECRET_KEY",
+    ):
+        monkeypatch.setenv(f"MLSHARP_{name}", "")
+    settings = load_settings()
+    assert settings.database_url is None and settings.object_store_url is None
+    assert settings.limits_redis_url is None and settings.webhook_secret_key is None
