@@ -73,6 +73,7 @@ def cluster(
         "MLSHARP_WEBHOOK_ALLOW_HOSTS": '["127.0.0.1"]',
         "MLSHARP_WEBHOOK_BACKOFF_S": "0.2",
         "MLSHARP_LOCAL_DOWNLOAD": "false",
+        "MLSHARP_SHUTDOWN_GRACE_S": "5",
     }
     a = GatewayProcess("gateway-a", env, workdir)
     b = GatewayProcess("gateway-b", env, workdir)
@@ -137,8 +138,10 @@ def test_a_killed_gateway_s_job_is_finished_by_the_other_exactly_once(cluster: C
         finished = wait_for(
             lambda: (j := job_state(survivor, job["job_id"]))["state"] == "completed" and j, 120
         )
-        assert time.monotonic() - killed_at >= LEASE_S - 1  # waited for the lease, not before
+        waited_s = time.monotonic() - killed_at
+        assert waited_s >= LEASE_S - 1  # waited for the lease, not before
         ran = sum(cluster.inferences()) - sum(before)
+        print(f"\nkilled {holder.name}: {files} files, {ran} network runs, finished {waited_s:.1f} s after")
         assert files <= ran <= files + 1, ran  # every file once; the one in flight at the kill twice
         assert [f["state"] for f in finished["files"]] == ["done"] * files
         wait_for(lambda: any(e["task_id"] == job["job_id"] for e in cluster.receiver.json_bodies()), 30)
@@ -164,6 +167,11 @@ def test_load_over_both_gateways_reaches_both_tritons_without_errors(cluster: Cl
         )
     )  # fmt: skip
     ran = [after - start for after, start in zip(cluster.inferences(), before, strict=True)]
+    print(
+        f"\n1000 requests over two gateways: {result.wall_s:.1f} s, by gateway "
+        f"{ {url: dict(c) for url, c in result.by_gateway.items()} }, network runs by Triton {ran}, "
+        f"p50 {result.percentile_ms(50):.0f} ms p99 {result.percentile_ms(99):.0f} ms"
+    )
     assert result.statuses == {"200": 1000}, result.statuses
     assert all(counts["200"] >= 400 for counts in result.by_gateway.values()), result.by_gateway
     assert all(count > 0 for count in ran), ran  # both Tritons served a share
