@@ -53,9 +53,13 @@ async def health(services: ServicesDep) -> HealthResponse:
 
 @router.get("/ready", response_model=StatusMessage, responses=error_responses(503))
 async def ready(services: ServicesDep) -> StatusMessage:
-    """Readiness probe: 503 until the backend (model or Triton) can serve."""
+    """Readiness probe: 503 until the backend (model or Triton) can serve and the database and
+    object store answer."""
     if not await services.backend.ready():
         raise BackendUnavailable(f"The backend is not ready: {not_ready_reason(services.backend)}.")
+    problem = await services.storage_problem()
+    if problem is not None:
+        raise BackendUnavailable(f"Storage is not ready: {problem}.")
     return StatusMessage(status="success", message="ready")
 
 

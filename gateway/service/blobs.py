@@ -60,6 +60,10 @@ class BlobStore(Protocol):
 
     async def close(self) -> None: ...
 
+    async def check(self) -> None:
+        """Raise when the store cannot be used now (readiness: the bucket or folder is there)."""
+        ...
+
     async def put(self, key: str, source: bytes | Path, *, move: bool = False) -> int:
         """Store bytes, or a local file streamed (``move``: the file is consumed); returns size."""
         ...
@@ -133,6 +137,10 @@ class LocalBlobStore:
 
     async def close(self) -> None:
         return None
+
+    async def check(self) -> None:
+        if not await asyncio.to_thread(os.access, self.root, os.W_OK | os.X_OK):
+            raise OSError(f"{self.root} is not a writable folder")
 
     def _folders(self, target: Path) -> None:
         self.root.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)

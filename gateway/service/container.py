@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from gateway import __version__
@@ -161,6 +162,22 @@ class Services:
         await self.blobs.close()
         await self.db.close()
         log.info("gateway stopped")
+
+    async def storage_problem(self, timeout_s: float = 2.0) -> str | None:
+        """Why jobs and results cannot be stored now (database or object store), else None.
+        For readiness: a gateway that cannot reach them should get no traffic."""
+        checks: tuple[tuple[str, Callable[[], Awaitable[object]]], ...] = (
+            ("database", lambda: self.db.fetch_one("SELECT 1 AS ok")),
+            ("object store", self.blobs.check),
+        )
+        for name, check in checks:
+            try:
+                async with asyncio.timeout(timeout_s):
+                    await check()
+            except Exception as error:
+                log.warning("readiness: %s unreachable", name, extra={"error": str(error)[:200]})
+                return f"the {name} is unreachable"
+        return None
 
     async def refresh_gauges(self) -> int:
         """Point-in-time gauges (jobs waiting, model id once loaded) before a scrape or /stats."""

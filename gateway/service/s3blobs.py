@@ -109,6 +109,9 @@ class S3BlobStore:
         await self._stack.aclose()
         self._client = None
 
+    async def check(self) -> None:
+        await self.client.head_bucket(Bucket=self.bucket)
+
     async def put(self, key: str, source: bytes | Path, *, move: bool = False) -> int:
         name = self.object_key(key)
         try:

@@ -105,3 +105,22 @@ def test_jobs_are_shared_out_never_duplicated_and_each_event_sent_once(shared_se
 def test_shared_database_needs_one_webhook_key(make_settings, postgres_url) -> None:
     with pytest.raises(ValueError, match="webhook_secret_key"):
         make_settings(database_url=postgres_url)
+
+
+def test_readiness_reflects_the_database(make_settings) -> None:
+    """/v1/ready is 503 once its PostgreSQL is gone (a real server, stopped); /v1/live still 200."""
+    from tests.servers.postgres import PostgresServer, require_postgres
+
+    server = PostgresServer(require_postgres()).start()
+    try:
+        settings = make_settings(database_url=server.create_database(), webhook_secret_key=KEY)
+        app = create_app(settings, backend=FakeBackend())
+        with TestClient(app, raise_server_exceptions=False) as client:
+            assert client.get("/v1/ready").status_code == 200
+            server.stop()
+            answer = client.get("/v1/ready")
+            assert answer.status_code == 503, answer.text
+            assert "database is unreachable" in answer.text
+            assert client.get("/v1/live").status_code == 200
+    finally:
+        server.stop()

@@ -7,6 +7,7 @@ creates. fsync is off: a test database need not survive a power cut, and the sui
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import shutil
@@ -121,12 +122,28 @@ class PostgresServer:
     def url(self, name: str) -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{name}"
 
+    def _postmaster_pid(self) -> int | None:
+        """The server's own pid (first line of postmaster.pid): as root the child of ``runuser``,
+        which does not pass SIGINT on."""
+        try:
+            return int((self.data / "postmaster.pid").read_text().split("\n", 1)[0])
+        except (OSError, ValueError):
+            return None
+
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            # the runuser wrapper forwards the signal; SIGINT is PostgreSQL's "fast" shutdown
-            self.process.send_signal(signal.SIGINT)
+        """SIGINT to the postmaster ("fast" shutdown), SIGKILL if it lingers; then the wrapper."""
+        pid = self._postmaster_pid()
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGINT)
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+                time.sleep(0.05)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        if self.process is not None:
             try:
-                self.process.wait(timeout=20)
+                self.process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=10)
