@@ -640,7 +640,7 @@ def check_k8s_triton(tools: Tools) -> str:
         models = [m for m in tri["volumeMounts"] if m["mountPath"] == "/models"]
         if not models or "persistentVolumeClaim" not in vols.get(models[0]["name"], {}):
             errors.append(f"{folder}: /models is not a PVC")
-        if ("Job", "mlsharp-export") not in objs:
+        if not any(kind == "Job" and name.startswith("mlsharp-export") for kind, name in objs):
             errors.append(f"{folder}: no export Job")
         hpa = objs.get(("HorizontalPodAutoscaler", "mlsharp-triton"))
         if not hpa:
