@@ -220,6 +220,7 @@ class Settings(BaseSettings):
         "redis_url",
         "webhook_secret_key",
         "triton_metrics_url",
+        "public_base_url",
         mode="before",
     )
     @classmethod
