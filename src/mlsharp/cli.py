@@ -78,8 +78,9 @@ def _add_tune_parser(commands: argparse._SubParsersAction) -> None:  # type: ign
     except ModuleNotFoundError as error:
         if error.name is None or not error.name.startswith("mlsharp_tools"):
             raise
-        stub = commands.add_parser("tune", help="not installed here: needs mlsharp_tools (a source checkout)")
-        stub.add_argument("ignored", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+        # prefix_chars="\0": every argument lands in `ignored`, so _run_tune can say what is missing
+        stub = commands.add_parser("tune", help="needs mlsharp_tools (a source checkout)", prefix_chars="\0")
+        stub.add_argument("ignored", nargs="*")
         return
     add_parser(commands)
 
