@@ -41,7 +41,7 @@ def time_photos(url: str, count: int, timeout_s: float) -> list[dict[str, float]
     """Seconds from the click to "succeeded" and to a drawn preview, per photo."""
     from playwright.sync_api import sync_playwright
 
-    from mlsharp.perf.inputs import generated_photos
+    from mlsharp_tools.perf.inputs import generated_photos
 
     photo = generated_photos(((640, 480, 0),))[0]
     out = []

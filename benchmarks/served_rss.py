@@ -99,8 +99,8 @@ def growth(rss_after: Sequence[int]) -> float:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from mlsharp.perf.inputs import generated_photos
     from mlsharp.triton.server import TritonServer
+    from mlsharp_tools.perf.inputs import generated_photos
 
     p = argparse.ArgumentParser(prog="python -m benchmarks.served_rss", description=__doc__.split("\n\n")[0])
     p.add_argument("--repository", type=Path, required=True)

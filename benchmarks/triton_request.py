@@ -19,8 +19,8 @@ import numpy as np
 import tritonclient.grpc as grpcclient
 
 from benchmarks.gpu_check import photo_jpeg
-from mlsharp.perf.stats import delta, snapshot
 from mlsharp.triton.server import TritonServer
+from mlsharp_tools.perf.stats import delta, snapshot
 
 MODELS = ("preprocess", "sharp", "postprocess")
 GRPC_LIMITS = [("grpc.max_send_message_length", 1 << 30), ("grpc.max_receive_message_length", 1 << 30)]

@@ -110,9 +110,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from mlsharp.checkpoint import load_predictor
     from mlsharp.imaging import decode_image
-    from mlsharp.perf.inputs import generated_photos
     from mlsharp.pipeline import ScenePipeline
     from mlsharp.triton.server import TritonServer
+    from mlsharp_tools.perf.inputs import generated_photos
 
     photo = args.image.read_bytes() if args.image else generated_photos(((1024, 768, 2),))[0]
     repository = args.repository.resolve() if args.repository else _export(args)

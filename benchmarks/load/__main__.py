@@ -101,7 +101,7 @@ async def sharp_inferences(triton_http: str, model: str = "sharp") -> int:
 
 
 async def _main(args: argparse.Namespace) -> dict[str, object]:
-    from mlsharp.perf.inputs import generated_photos, load_photos
+    from mlsharp_tools.perf.inputs import generated_photos, load_photos
 
     photos = load_photos(args.photos) if args.photos else generated_photos()
     gateway_port = urlsplit(args.url[0]).port if len(args.url) == 1 else None

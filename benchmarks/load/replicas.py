@@ -41,8 +41,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from mlsharp.perf.inputs import generated_photos
     from mlsharp.triton.server import TritonServer
+    from mlsharp_tools.perf.inputs import generated_photos
     from tests.gateway.test_redis import RedisProcess
     from tests.servers.postgres import PostgresServer, require_postgres
     from tests.servers.seaweed import ACCESS_KEY_ID, SECRET_ACCESS_KEY, SeaweedServer, weed_binary

@@ -16,9 +16,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from benchmarks.perf import report
-from mlsharp.perf import inputs
-from mlsharp.perf.run import Measurement, RunSettings, measure
-from mlsharp.perf.tool import DEFAULT_TOOLS, PerfAnalyzer
+from mlsharp_tools.perf import inputs
+from mlsharp_tools.perf.run import Measurement, RunSettings, measure
+from mlsharp_tools.perf.tool import DEFAULT_TOOLS, PerfAnalyzer
 
 
 def concurrency_range(text: str) -> list[int]:

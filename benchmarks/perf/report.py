@@ -7,7 +7,7 @@ import platform
 from collections.abc import Sequence
 from pathlib import Path
 
-from mlsharp.perf.run import Measurement
+from mlsharp_tools.perf.run import Measurement
 
 CSV_FIELDS = (
     "model",

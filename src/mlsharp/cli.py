@@ -1,5 +1,6 @@
 """`mlsharp` command line: predict scenes from photos with the eager PyTorch path; `mlsharp tune`
-measures and applies Triton settings for a model repository (see mlsharp.tuning).
+measures and applies Triton settings for a model repository (mlsharp_tools.tuning, a tool around
+the library: present in a source checkout, absent from the served images).
 
 Without `--checkpoint` the official checkpoint is downloaded once to the torch hub cache. When
 that is impossible the command fails at once and says how to pass a local file. `--random-weights`
@@ -66,10 +67,22 @@ def _build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--seed", type=int, default=0, help="seed for --random-weights")
     predict.add_argument("--no-download", action="store_true", help="never download the checkpoint")
 
-    from mlsharp.tuning.command import add_parser as add_tune_parser
-
-    add_tune_parser(commands)
+    _add_tune_parser(commands)
     return parser
+
+
+def _add_tune_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """`tune` from the tools package when it is installed; otherwise a stub that says where it is."""
+    try:
+        from mlsharp_tools.tuning.command import add_parser
+    except ModuleNotFoundError as error:
+        if error.name is None or not error.name.startswith("mlsharp_tools"):
+            raise
+        # prefix_chars="\0": every argument lands in `ignored`, so _run_tune can say what is missing
+        stub = commands.add_parser("tune", help="needs mlsharp_tools (a source checkout)", prefix_chars="\0")
+        stub.add_argument("ignored", nargs="*")
+        return
+    add_parser(commands)
 
 
 def _run_predict(args: argparse.Namespace) -> int:
@@ -105,6 +118,19 @@ def _run_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_tune(args: argparse.Namespace) -> int:
+    try:
+        from mlsharp_tools.tuning.command import run
+    except ModuleNotFoundError:
+        print(
+            "error: `mlsharp tune` needs the mlsharp_tools package: install mlsharp from a source "
+            "checkout (pip install -e .)",
+            file=sys.stderr,
+        )
+        return 2
+    return run(args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     logging.basicConfig(
@@ -114,9 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "predict":
             return _run_predict(args)
         if args.command == "tune":
-            from mlsharp.tuning.command import run as run_tune
-
-            return run_tune(args)
+            return _run_tune(args)
     except MLSharpError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

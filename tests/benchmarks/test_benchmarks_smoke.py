@@ -20,8 +20,8 @@ import pytest
 
 from benchmarks.load.client import NotLoopbackError, require_loopback, run_load, unique_jpeg
 from benchmarks.load.procs import PeakRss
-from mlsharp.perf import stats
-from mlsharp.perf.inputs import bytes_element, generated_photos
+from mlsharp_tools.perf import stats
+from mlsharp_tools.perf.inputs import bytes_element, generated_photos
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -99,7 +99,7 @@ def test_unique_jpeg_still_decodes() -> None:
 
 
 def test_perf_runs_tiny(triton_server: Any, tmp_path: Path) -> None:
-    from mlsharp.perf.tool import PerfAnalyzer, PerfToolError
+    from mlsharp_tools.perf.tool import PerfAnalyzer, PerfToolError
 
     try:
         PerfAnalyzer().ensure()

@@ -45,20 +45,12 @@ def test_deployment_files_validate(group: str) -> None:
 
 
 # ------------------------------------------------------------------ the checks catch real mistakes
+# Only what the checks read: the gateway's routers (probe paths), nothing that the compose stage's
+# image builds prove (build contexts, COPY sources).
 COPIED = [
-    "docker-compose.yml", ".env.example", "docker", "deploy", "scripts/validate-deploy.sh",
+    "docker-compose.yml", ".env.example", "docker", "deploy", "gateway", "scripts/validate-deploy.sh",
     "scripts/docker-engine.sh", "scripts/docker-bases.sh",
 ]  # fmt: skip
-# Build contexts the Dockerfiles COPY from: empty stand-ins are enough for the existence checks.
-STAND_INS = [
-    "pyproject.toml",
-    "README.md",
-    "src",
-    "gateway",
-    "export",
-    "web/package.json",
-    "web/package-lock.json",
-]
 
 
 @pytest.fixture
@@ -73,9 +65,6 @@ def tree(tmp_path: Path) -> Path:
             shutil.copytree(src, dst, ignore=skip)
         else:
             shutil.copy2(src, dst)
-    for rel in STAND_INS:
-        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / rel).mkdir(exist_ok=True) if "." not in rel else (tmp_path / rel).write_text("")
     return tmp_path
 
 
@@ -106,14 +95,6 @@ BREAKAGES = [
         "./deploy/prometheus/missing.yml:",
         "bind mount source",
         id="missing-bind-mount",
-    ),
-    pytest.param(
-        "compose",
-        "docker-compose.yml",
-        "dockerfile: docker/gateway.Dockerfile",
-        "dockerfile: docker/gone.Dockerfile",
-        "Dockerfile",
-        id="missing-dockerfile",
     ),
     pytest.param(
         "compose",
@@ -152,7 +133,7 @@ BREAKAGES = [
         "docker/gateway.Dockerfile",
         "USER ${APP_UID}",
         "USER root",
-        "runs as root",
+        "DL3002 warning: Last USER should not be root",
         id="gateway-root",
     ),
     pytest.param(
@@ -162,14 +143,6 @@ BREAKAGES = [
         "ARG PYTHON_IMAGE=python",
         "no tag",
         id="unpinned-base",
-    ),
-    pytest.param(
-        "dockerfiles",
-        "docker/triton.Dockerfile",
-        "COPY src ./src",
-        "COPY srcx ./src",
-        "COPY source srcx",
-        id="missing-copy-source",
     ),
     pytest.param(
         "k8s",
@@ -218,6 +191,14 @@ BREAKAGES = [
         "value: mlsharp-triton:8001",
         "is not a headless Service",
         id="gateway-triton-through-kube-proxy",
+    ),
+    pytest.param(
+        "k8s",
+        "deploy/k8s/base/gateway.yaml",
+        "path: /v1/ready",
+        "path: /v1/readyz",
+        "readinessProbe path /v1/readyz is not a gateway route",
+        id="gateway-probe-not-a-route",
     ),
     pytest.param(
         "k8s",

@@ -10,8 +10,8 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as pb
 
 from mlsharp.triton.repository import load_options
-from mlsharp.tuning.apply import TUNING_FILE, apply_winner, tuned_fields, with_fields
-from mlsharp.tuning.space import TuneError
+from mlsharp_tools.tuning.apply import TUNING_FILE, apply_winner, tuned_fields, with_fields
+from mlsharp_tools.tuning.space import TuneError
 from tests.conftest import repository_options as options
 from tests.tuning.tune_helpers import snapshot, stub_repository
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from mlsharp.tuning import hardware
-from mlsharp.tuning.cache import TuneCache, cache_key, default_cache_dir, key_material
+from mlsharp_tools.tuning import hardware
+from mlsharp_tools.tuning.cache import TuneCache, cache_key, default_cache_dir, key_material
 
 HARDWARE = {
     "cpu_model": "AMD EPYC 7B13",

@@ -19,18 +19,18 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as pb
 
 from mlsharp import cli
-from mlsharp.perf import run as perf_run
 from mlsharp.triton.models import RepositoryOptions
 from mlsharp.triton.repository import OPTIONS_FILE, load_options, write_configs
 from mlsharp.triton.server import TritonServer
-from mlsharp.tuning import sweep as sweep_mod
-from mlsharp.tuning.apply import with_fields
+from mlsharp_tools.perf import run as perf_run
+from mlsharp_tools.tuning import sweep as sweep_mod
+from mlsharp_tools.tuning.apply import with_fields
 
 pytestmark = [pytest.mark.triton, pytest.mark.slow]
 
 
 def _perf_analyzer() -> None:
-    from mlsharp.perf.tool import PerfAnalyzer, PerfToolError
+    from mlsharp_tools.perf.tool import PerfAnalyzer, PerfToolError
 
     try:
         PerfAnalyzer().ensure()

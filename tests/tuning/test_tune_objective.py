@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mlsharp.tuning.objective import BoundNotMetError, Objective, Point, select
-from mlsharp.tuning.space import Candidate, TuneError
+from mlsharp_tools.tuning.objective import BoundNotMetError, Objective, Point, select
+from mlsharp_tools.tuning.space import Candidate, TuneError
 from tests.conftest import repository_options as options
 
 CANDIDATES = {

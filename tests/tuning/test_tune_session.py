@@ -16,20 +16,20 @@ from typing import Any, ClassVar
 import pytest
 
 from mlsharp import cli
-from mlsharp.perf.run import Measurement, PerfRunError, RunSettings
-from mlsharp.perf.stats import StageStats
-from mlsharp.perf.tool import PerfAnalyzer
 from mlsharp.sample_image import photo_like_jpeg
 from mlsharp.triton.models import RepositoryOptions
 from mlsharp.triton.repository import load_options
 from mlsharp.triton.server import TritonStartError
-from mlsharp.tuning import hardware
-from mlsharp.tuning import sweep as sweep_mod
-from mlsharp.tuning.command import TuneRequest
-from mlsharp.tuning.objective import BoundNotMetError, Objective
-from mlsharp.tuning.session import tune
-from mlsharp.tuning.space import expand, space_from_lists
-from mlsharp.tuning.sweep import SweepAbortedError, SweepSettings
+from mlsharp_tools.perf.run import Measurement, PerfRunError, RunSettings
+from mlsharp_tools.perf.stats import StageStats
+from mlsharp_tools.perf.tool import PerfAnalyzer
+from mlsharp_tools.tuning import hardware
+from mlsharp_tools.tuning import sweep as sweep_mod
+from mlsharp_tools.tuning.command import TuneRequest
+from mlsharp_tools.tuning.objective import BoundNotMetError, Objective
+from mlsharp_tools.tuning.session import tune
+from mlsharp_tools.tuning.space import expand, space_from_lists
+from mlsharp_tools.tuning.sweep import SweepAbortedError, SweepSettings
 from tests.conftest import repository_options as options
 from tests.tuning.tune_helpers import snapshot, stub_repository
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mlsharp.tuning.space import (
+from mlsharp_tools.tuning.space import (
     DEFAULT_SWEEP,
     TuneError,
     check_precisions,

@@ -15,7 +15,7 @@ from typing import Any
 
 from mlsharp.triton.models import RepositoryOptions
 from mlsharp.triton.repository import write_configs
-from mlsharp.tuning.space import TUNED_FIELDS, TuneError
+from mlsharp_tools.tuning.space import TUNED_FIELDS, TuneError
 
 #: the record of the last tuning, at the repository root beside repository.json
 TUNING_FILE = "tuning.json"

@@ -15,17 +15,24 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from mlsharp.perf import inputs
 from mlsharp.triton.models import MODEL_NAMES, RepositoryOptions
 from mlsharp.triton.repository import load_options
-from mlsharp.tuning import hardware
-from mlsharp.tuning.apply import TUNING_FILE, apply_winner, tuned_fields, with_fields
-from mlsharp.tuning.cache import VALIDITY, CacheEntry, TuneCache, cache_key, default_cache_dir, key_material
-from mlsharp.tuning.command import Echo, TuneRequest, photos_digest, utc_now
-from mlsharp.tuning.objective import Point, select
-from mlsharp.tuning.report import label, table
-from mlsharp.tuning.space import Candidate, TuneError, check_precisions, expand, space_from_lists
-from mlsharp.tuning.sweep import MeasureFn, SweepResult, SweepSettings, sweep
+from mlsharp_tools.perf import inputs
+from mlsharp_tools.tuning import hardware
+from mlsharp_tools.tuning.apply import TUNING_FILE, apply_winner, tuned_fields, with_fields
+from mlsharp_tools.tuning.cache import (
+    VALIDITY,
+    CacheEntry,
+    TuneCache,
+    cache_key,
+    default_cache_dir,
+    key_material,
+)
+from mlsharp_tools.tuning.command import Echo, TuneRequest, photos_digest, utc_now
+from mlsharp_tools.tuning.objective import Point, select
+from mlsharp_tools.tuning.report import label, table
+from mlsharp_tools.tuning.space import Candidate, TuneError, check_precisions, expand, space_from_lists
+from mlsharp_tools.tuning.sweep import MeasureFn, SweepResult, SweepSettings, sweep
 
 DOCUMENT_SCHEMA = 1
 
@@ -179,7 +186,7 @@ def tune(
             "measuring again"
         )
 
-    from mlsharp.perf.tool import DEFAULT_TOOLS, PerfAnalyzer
+    from mlsharp_tools.perf.tool import DEFAULT_TOOLS, PerfAnalyzer
 
     tool = PerfAnalyzer(request.tools_dir or DEFAULT_TOOLS).ensure()
     log_dir = (

@@ -12,8 +12,8 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mlsharp.perf import stats as triton_stats
-from mlsharp.perf.tool import PerfAnalyzer
+from mlsharp_tools.perf import stats as triton_stats
+from mlsharp_tools.perf.tool import PerfAnalyzer
 
 US_TO_MS = 1e-3
 

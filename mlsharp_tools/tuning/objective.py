@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from mlsharp.tuning.space import Candidate, NoResultError, TuneError
+from mlsharp_tools.tuning.space import Candidate, NoResultError, TuneError
 
 ObjectiveKind = Literal["throughput", "latency"]
 

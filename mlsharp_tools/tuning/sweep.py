@@ -21,15 +21,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mlsharp.perf import run as perf_run
-from mlsharp.perf.run import Measurement, PerfRunError, RunSettings
-from mlsharp.perf.tool import PerfAnalyzer
 from mlsharp.triton.models import ENSEMBLE, SHARP
 from mlsharp.triton.repository import write_configs
 from mlsharp.triton.server import TritonServer, TritonStartError
-from mlsharp.tuning.objective import Point
-from mlsharp.tuning.report import batches_text, label
-from mlsharp.tuning.space import Candidate, NoResultError
+from mlsharp_tools.perf import run as perf_run
+from mlsharp_tools.perf.run import Measurement, PerfRunError, RunSettings
+from mlsharp_tools.perf.tool import PerfAnalyzer
+from mlsharp_tools.tuning.objective import Point
+from mlsharp_tools.tuning.report import batches_text, label
+from mlsharp_tools.tuning.space import Candidate, NoResultError
 
 MeasureFn = Callable[..., Measurement]
 Echo = Callable[[str], None]

@@ -17,9 +17,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from mlsharp.perf.run import RunSettings
-from mlsharp.tuning import space as space_mod
-from mlsharp.tuning.objective import Objective
+from mlsharp_tools.perf.run import RunSettings
+from mlsharp_tools.tuning import space as space_mod
+from mlsharp_tools.tuning.objective import Objective
 
 Echo = Callable[[str], None]
 
@@ -180,10 +180,10 @@ def run(args: argparse.Namespace, *, echo: Echo = print) -> int:
     """The CLI entry: errors become messages and exit codes."""
     import sys
 
-    from mlsharp.perf.tool import PerfToolError
     from mlsharp.triton.repository import RepositoryOptionsError
-    from mlsharp.tuning.session import tune
-    from mlsharp.tuning.space import TuneError
+    from mlsharp_tools.perf.tool import PerfToolError
+    from mlsharp_tools.tuning.session import tune
+    from mlsharp_tools.tuning.space import TuneError
 
     try:
         tune(request_from_args(args), echo=echo)
