@@ -31,9 +31,10 @@ class CachedScene(NamedTuple):
 
 
 def _entry(raw: str | bytes) -> CachedScene | None:
-    """An index entry read back; one this version cannot read (written by another) is a miss."""
+    """An index entry read back; one that is not a JSON object is a miss. Its keys are not
+    checked: entries are written only from a ``SceneMetadata`` (as before this type existed)."""
     try:
-        return CachedScene(parse_metadata(raw))
+        return CachedScene(parse_metadata(raw, check_keys=False))
     except ValueError as error:
         log.warning("unreadable cache entry ignored: %s", error)
         return None

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from typing import Any, NotRequired, TypedDict, cast
+from typing import Any, TypedDict, cast
 
 from mlsharp.formats import attributes
 from mlsharp.formats.ply import COLOR_SPACE_SRGB, PLY_LAYOUT_VERSION
@@ -36,7 +36,15 @@ class ImageInfo(TypedDict):
     source_format: str
 
 
-class SceneMetadata(TypedDict):
+class _ProducerFacts(TypedDict, total=False):
+    """Keys only some producers know (the served and eager paths; not a converted file)."""
+
+    working_size_px: int
+    focal_source: str
+    source_format: str
+
+
+class SceneMetadata(_ProducerFacts):
     """The metadata document's keys, one type for every producer and reader.
 
     Why a TypedDict: it stays the plain JSON dict on the wire and on disk, while the gateway,
@@ -57,18 +65,16 @@ class SceneMetadata(TypedDict):
     units: str
     color_space: str
     ply_layout_version: list[int]
-    working_size_px: NotRequired[int]
-    focal_source: NotRequired[str]
-    source_format: NotRequired[str]
 
 
-def parse_metadata(raw: str | bytes) -> SceneMetadata:
+def parse_metadata(raw: str | bytes, *, check_keys: bool = True) -> SceneMetadata:
     """A metadata document read back (from Triton, the cache): the JSON object, checked for
-    every required key; ValueError otherwise (a foreign or truncated document)."""
+    every required key unless ``check_keys`` is off; ValueError otherwise (a foreign or
+    truncated document)."""
     document = json.loads(raw)
     if not isinstance(document, dict):
         raise ValueError("scene metadata is not a JSON object")
-    missing = sorted(SceneMetadata.__required_keys__ - document.keys())
+    missing = sorted(SceneMetadata.__required_keys__ - document.keys()) if check_keys else []
     if missing:
         raise ValueError(f"scene metadata lacks {', '.join(missing)}")
     return cast(SceneMetadata, document)
