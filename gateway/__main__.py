@@ -83,7 +83,8 @@ def serve(settings: Settings) -> None:
         access_log=False,
         proxy_headers=True,
         forwarded_allow_ips=settings.forwarded_allow_ips,
-        timeout_graceful_shutdown=settings.shutdown_grace_s,
+        # uvicorn annotates int, but hands it to asyncio.wait_for: fractional seconds work
+        timeout_graceful_shutdown=settings.shutdown_grace_s,  # type: ignore[arg-type]
     )
 
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from gateway import __version__
@@ -23,7 +23,7 @@ MULTIPART_OVERHEAD = 256 * 1024
 DEFAULT_BODY_LIMIT = 64 * 1024
 
 
-def body_limits(settings: Settings):
+def body_limits(settings: Settings) -> Callable[[str, str], int]:
     """Per-route request-body limit, checked while the body streams in."""
 
     def limit_for(method: str, path: str) -> int:
@@ -36,11 +36,13 @@ def body_limits(settings: Settings):
     return limit_for
 
 
-def _web_router():
+def _web_router() -> APIRouter:
     try:
         from gateway.api.web import create_router
     except ImportError:
-        from gateway.api.home import create_router
+        from gateway.api.home import create_router as create_home_router
+
+        return create_home_router()
     return create_router()
 
 

@@ -40,7 +40,7 @@ class JsonFormatter(logging.Formatter):
     ids are logged as a short hash (enough to correlate lines, useless to download results)."""
 
     def format(self, record: logging.LogRecord) -> str:
-        entry = {
+        entry: dict[str, object] = {
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(),
             "level": record.levelname,
             "logger": record.name,

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every test on a fresh machine: set-up (idempotent), lint, then the whole pytest suite.
+# Runs every test on a fresh machine: set-up (idempotent), lint, type check, then the whole pytest suite.
 # Extra arguments go to pytest, e.g. scripts/test.sh tests/network -x
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -10,5 +10,7 @@ export PATH="$VENV/bin:$PATH"
 echo "== ruff"
 ruff check .
 ruff format --check . >/dev/null || { echo "ruff format: files need formatting (run: ruff format .)"; ruff format --check .; exit 1; }
+echo "== mypy"
+mypy  # [tool.mypy] in pyproject.toml: strict on src/mlsharp, checked bodies in gateway/
 echo "== pytest"
 exec python -m pytest -q -rs --durations=15 "$@"

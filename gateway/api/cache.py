@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter
 
 from gateway.api.deps import AdminPrincipal, ServicesDep
@@ -11,7 +13,7 @@ router = APIRouter(prefix="/v1/cache", tags=["cache"], responses=error_responses
 
 
 @router.get("", response_model=CacheStats)
-async def cache_stats(services: ServicesDep, _: AdminPrincipal) -> dict:
+async def cache_stats(services: ServicesDep, _: AdminPrincipal) -> dict[str, Any]:
     return await services.cache.stats()
 
 

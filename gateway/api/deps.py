@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Header, Request, UploadFile
@@ -18,20 +19,21 @@ CHUNK = 1 << 20
 
 
 def get_services(request: Request) -> Services:
-    return request.app.state.services
+    services: Services = request.app.state.services
+    return services
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-def _with_scope(scope: str):
+def _with_scope(scope: str) -> Callable[..., Awaitable[Principal]]:
     async def dependency(
         request: Request,
         services: ServicesDep,
         x_api_key: Annotated[str | None, Header(description="API key (when auth is enabled)")] = None,
         authorization: Annotated[str | None, Header(description="Bearer API key or JWT")] = None,
     ) -> Principal:
-        admitted = request.scope.get("state", {}).get(PRINCIPAL_STATE_KEY)
+        admitted: Principal | None = request.scope.get("state", {}).get(PRINCIPAL_STATE_KEY)
         if admitted is not None:  # the early gate already authenticated and rate-limited it
             admitted.require(scope)
             return admitted

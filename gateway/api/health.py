@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter
 
 from gateway import __version__
@@ -64,7 +66,7 @@ async def ready(services: ServicesDep) -> StatusMessage:
 
 
 @router.get("/stats", response_model=StatsResponse)
-async def stats(services: ServicesDep) -> dict:
+async def stats(services: ServicesDep) -> dict[str, Any]:
     queue = dict(services.backend.load())
     queue["jobs_active"] = await services.refresh_gauges()
     return {

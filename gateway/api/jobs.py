@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Path, UploadFile
 from fastapi.responses import Response, StreamingResponse
@@ -37,7 +37,7 @@ async def submit_job(
     format: Annotated[list[str] | None, Form(description="Formats, repeated or comma-separated")] = None,
     focal_px: Annotated[float | None, Form()] = None,
     focal_mm: Annotated[float | None, Form()] = None,
-) -> dict:
+) -> dict[str, Any]:
     settings = services.settings
     focal = check_params(format, focal_px, focal_mm, settings.formats_default)
     if not files:
@@ -93,7 +93,7 @@ async def job_events(
                     yield ": keep-alive\n\n"
                     continue
                 body = job_status(job, base_url).model_dump_json()
-                yield f"event: job\nid: {job['version']}\ndata: {body}\n\n"
+                yield f"event: job\nid: {job.version}\ndata: {body}\n\n"
         except NotFound:  # expired (TTL) while someone was still watching
             pass
         yield f"event: end\ndata: {json.dumps({'job_id': job_id})}\n\n"

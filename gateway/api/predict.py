@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, UploadFile
 
@@ -32,7 +32,7 @@ async def predict(
         list[str] | None,
         Form(description="ply, ply-clean, spz or splat; repeated or comma-separated (default ply)"),
     ] = None,
-) -> dict:
+) -> dict[str, Any]:
     settings = services.settings
     params = check_params(format, focal_px, focal_mm, settings.formats_default[:1])
     data = await read_image(file, settings)

@@ -5,12 +5,11 @@ The seed's shapes are kept key for key; new resources (jobs) add their own model
 
 from __future__ import annotations
 
-import json
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, HttpUrl
 
-from gateway.service.jobs import TERMINAL
+from gateway.service.job_rows import FileState, JobRow, JobState
 from gateway.service.webhooks import EventType
 
 
@@ -112,7 +111,7 @@ class JobAccepted(BaseModel):
 class JobFile(BaseModel):
     index: int
     filename: str
-    state: str
+    state: FileState
     error: str | None
     error_code: str | None = Field(default=None, description="Machine-readable error code")
     processing_time: float | None
@@ -121,7 +120,7 @@ class JobFile(BaseModel):
 
 class JobStatus(BaseModel):
     job_id: str
-    state: str
+    state: JobState
     progress: float
     counts: dict[str, int]
     formats: list[str]
@@ -136,42 +135,40 @@ class JobStatus(BaseModel):
     archive_url: str | None
 
 
-def job_status(job: dict[str, Any], base_url: str) -> JobStatus:
+def job_status(job: JobRow, base_url: str) -> JobStatus:
     """Render a job row (with its files) as the API shape, with absolute download URLs."""
-    job_id = job["job_id"]
-    files = []
-    counts = {"total": len(job["files"]), "done": 0, "failed": 0, "pending": 0, "running": 0, "cancelled": 0}
-    for row in job["files"]:
-        counts[row["state"]] = counts.get(row["state"], 0) + 1
-        outputs = json.loads(row["outputs"])
-        files.append(
-            JobFile(
-                index=row["idx"],
-                filename=row["filename"],
-                state=row["state"],
-                error=row["error"],
-                error_code=row.get("error_code"),
-                processing_time=row["processing_time"],
-                downloads={fmt: f"{base_url}/files/{job_id}/{name}" for fmt, name in outputs.items()},
-            )
+    job_id = job.job_id
+    counts = {"total": len(job.files), "done": 0, "failed": 0, "pending": 0, "running": 0, "cancelled": 0}
+    for file in job.files:
+        counts[file.state] += 1
+    files = [
+        JobFile(
+            index=file.idx,
+            filename=file.filename,
+            state=file.state,
+            error=file.error,
+            error_code=file.error_code,
+            processing_time=file.processing_time,
+            downloads={fmt: f"{base_url}/files/{job_id}/{name}" for fmt, name in file.outputs.items()},
         )
+        for file in job.files
+    ]
     finished = counts["done"] + counts["failed"] + counts["cancelled"]
-    terminal = job["state"] in TERMINAL
     return JobStatus(
         job_id=job_id,
-        state=job["state"],
+        state=job.state,
         progress=round(finished / counts["total"], 4) if counts["total"] else 1.0,
         counts=counts,
-        formats=json.loads(job["formats"]),
-        error=job["error"],
-        created_at=job["created_at"],
-        updated_at=job["updated_at"],
-        finished_at=job["finished_at"],
-        expires_at=job["expires_at"],
+        formats=list(job.formats),
+        error=job.error,
+        created_at=job.created_at,
+        updated_at=job.updated_at,
+        finished_at=job.finished_at,
+        expires_at=job.expires_at,
         files=files,
         status_url=f"{base_url}/v1/jobs/{job_id}",
         events_url=f"{base_url}/v1/jobs/{job_id}/events",
-        archive_url=f"{base_url}/v1/jobs/{job_id}/archive" if terminal and counts["done"] else None,
+        archive_url=f"{base_url}/v1/jobs/{job_id}/archive" if job.terminal and counts["done"] else None,
     )
 
 

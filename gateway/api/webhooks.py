@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter
 
 from gateway.api.deps import AdminPrincipal, ServicesDep
@@ -19,7 +21,9 @@ async def list_webhooks(services: ServicesDep, principal: AdminPrincipal) -> Web
 
 
 @router.post("", response_model=WebhookCreated, responses=error_responses(422))
-async def register_webhook(body: WebhookCreate, services: ServicesDep, principal: AdminPrincipal) -> dict:
+async def register_webhook(
+    body: WebhookCreate, services: ServicesDep, principal: AdminPrincipal
+) -> dict[str, Any]:
     """Register (or replace) the hook for an event; the returned secret signs every delivery."""
     created = await services.webhooks.register(principal.name, body.event_type, str(body.url))
     return {"status": "success", **created}

@@ -15,7 +15,6 @@ gateway stores the result once, by content key), so the only cost of a duplicate
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from typing import Any, NamedTuple
@@ -30,6 +29,7 @@ from gateway.errors import BackendError, BackendUnavailable, Overloaded
 from gateway.logs import request_id_var
 from gateway.settings import Settings
 from mlsharp.errors import InvalidParameterError, error_from_code
+from mlsharp.formats.metadata import parse_metadata
 
 log = logging.getLogger("gateway.backend.triton")
 
@@ -331,7 +331,8 @@ class TritonBackend:
         if len(scenes) != len(formats):
             raise BackendError(f"Triton returned {len(scenes)} scenes for {len(formats)} formats.")
         metadata_raw = result.as_numpy("metadata").reshape(-1)[0]
-        metadata = json.loads(
-            metadata_raw.decode("utf-8") if isinstance(metadata_raw, bytes) else metadata_raw
-        )
+        try:
+            metadata = parse_metadata(metadata_raw)
+        except ValueError as error:
+            raise BackendError(f"Triton returned unreadable scene metadata: {error}") from error
         return InferenceResult(dict(zip(formats, scenes, strict=True)), metadata, {"triton": elapsed})

@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import jwt
 
@@ -101,7 +102,7 @@ class Authenticator:
         )
         return Principal(f"jwt:{claims['sub']}"[:128], frozenset(scopes) & ALL_SCOPES)
 
-    def _check_lifetime(self, claims: dict) -> None:
+    def _check_lifetime(self, claims: dict[str, Any]) -> None:
         """A stolen token must not work for months: exp (and exp - iat) within the maximum."""
         longest = self.settings.jwt_max_lifetime_s + JWT_LEEWAY_S
         exp = claims["exp"]

@@ -19,6 +19,7 @@ from collections import OrderedDict
 from typing import Any, NamedTuple, Protocol
 
 from gateway.service.metrics import Metrics
+from mlsharp.formats.metadata import SceneMetadata, parse_metadata
 
 log = logging.getLogger("gateway.cache")
 
@@ -26,7 +27,17 @@ log = logging.getLogger("gateway.cache")
 class CachedScene(NamedTuple):
     """What the index keeps per scene: its metadata (the bytes are in the scene store)."""
 
-    metadata: dict[str, Any]
+    metadata: SceneMetadata
+
+
+def _entry(raw: str | bytes) -> CachedScene | None:
+    """An index entry read back; one that is not a JSON object is a miss. Its keys are not
+    checked: entries are written only from a ``SceneMetadata`` (as before this type existed)."""
+    try:
+        return CachedScene(parse_metadata(raw, check_keys=False))
+    except ValueError as error:
+        log.warning("unreadable cache entry ignored: %s", error)
+        return None
 
 
 def scene_key(image_sha256: str, focal_px: float | None, focal_mm: float | None, model_id: str) -> str:
@@ -68,7 +79,7 @@ class MemoryCache:
         if item is None:
             return None
         self._items.move_to_end(key)
-        return CachedScene(json.loads(item))
+        return _entry(item)
 
     async def set(self, key: str, value: CachedScene) -> None:
         meta = json.dumps(value.metadata).encode()
@@ -116,7 +127,7 @@ class RedisCache:
         meta = await self._redis.hget(self.prefix + key, "meta")
         if meta is None:
             return None
-        return CachedScene(json.loads(meta))
+        return _entry(meta)
 
     async def set(self, key: str, value: CachedScene) -> None:
         meta = json.dumps(value.metadata)
@@ -136,7 +147,7 @@ class RedisCache:
             keys = await self._redis.zrange(self._index, 0, 499)
             if not keys:
                 return count
-            names = [self.prefix + k.decode() for k in keys]
+            names = [self.prefix + (k.decode() if isinstance(k, bytes) else str(k)) for k in keys]
             await self._redis.delete(*names)
             await self._redis.zrem(self._index, *keys)
             count += len(keys)

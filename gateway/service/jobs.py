@@ -26,7 +26,8 @@ from gateway.service.db import Database, Transaction
 from gateway.service.inputs import PredictParams
 from gateway.service.job_admission import insert_within_limits
 from gateway.service.job_leases import JobLeases, LeaseLost, default_replica_id
-from gateway.service.predict import PredictService
+from gateway.service.job_rows import ACTIVE, JobFileRow, JobRow, JobState
+from gateway.service.predict import PredictService, SceneResult
 from gateway.service.storage import ResultStore
 from gateway.service.webhooks import WebhookService
 from gateway.settings import Settings
@@ -34,8 +35,6 @@ from mlsharp.errors import MLSharpError
 
 log = logging.getLogger("gateway.jobs")
 
-ACTIVE = ("queued", "running")
-TERMINAL = ("completed", "partial", "failed", "cancelled")
 BACKEND_RETRIES = 8
 
 
@@ -144,21 +143,26 @@ class JobService:
         log.info("job queued", extra={"job_id": job_id, "files": len(uploads), "formats": list(formats)})
         return job_id
 
-    async def get(self, job_id: str, principal: Principal) -> dict[str, Any]:
+    async def _row(self, job_id: str) -> JobRow | None:
+        row = await self.db.fetch_one("SELECT * FROM jobs WHERE job_id = ?", (job_id,))
+        return None if row is None else JobRow.from_row(row)
+
+    async def _files(self, job_id: str) -> tuple[JobFileRow, ...]:
+        rows = await self.db.fetch_all("SELECT * FROM job_files WHERE job_id = ? ORDER BY idx", (job_id,))
+        return tuple(JobFileRow.from_row(row) for row in rows)
+
+    async def get(self, job_id: str, principal: Principal) -> JobRow:
         """The job row plus its files, or NotFound (also for another owner's job)."""
-        job = (
+        row = (
             await self.db.fetch_one("SELECT * FROM jobs WHERE job_id = ?", (job_id,))
             if is_valid_id(job_id)
             else None
         )
-        if job is None or (job["owner"] != principal.name and "admin" not in principal.scopes):
+        if row is None or (row["owner"] != principal.name and "admin" not in principal.scopes):
             raise NotFound("No such job.")
-        job["files"] = await self.db.fetch_all(
-            "SELECT * FROM job_files WHERE job_id = ? ORDER BY idx", (job_id,)
-        )
-        return job
+        return JobRow.from_row(row, await self._files(job_id))
 
-    async def cancel(self, job_id: str, principal: Principal) -> dict[str, Any]:
+    async def cancel(self, job_id: str, principal: Principal) -> JobRow:
         """Any replica may cancel: the state changes here, the replica running it stops."""
         await self.get(job_id, principal)
         now = time.time()
@@ -185,16 +189,18 @@ class JobService:
             log.info("job cancelled", extra={"job_id": job_id})
         return await self.get(job_id, principal)
 
-    async def archive(self, job_id: str, principal: Principal) -> tuple[str, Any]:
+    async def archive(self, job_id: str, principal: Principal) -> tuple[str, str]:
         job = await self.get(job_id, principal)
-        if job["state"] not in TERMINAL:
+        if not job.terminal:
             raise Conflict("The job has not finished yet; the archive is built when it ends.")
-        members = [name for f in job["files"] for name in json.loads(f["outputs"]).values()]
+        members = [name for f in job.files for name in f.outputs.values()]
         if not members:
             raise NotFound("The job produced no files.")
         return job_id, await self.store.archive(job_id, members)
 
-    async def watch(self, job_id: str, principal: Principal, keepalive_s: float = 15.0) -> AsyncIterator[Any]:
+    async def watch(
+        self, job_id: str, principal: Principal, keepalive_s: float = 15.0
+    ) -> AsyncIterator[JobRow | None]:
         """Yield the job each time it changes (None as a keep-alive) until it ends.
 
         Changes made here wake the stream at once; another replica's are read by polling, at
@@ -206,11 +212,11 @@ class JobService:
         while True:
             tick = self._tick  # read before the row, so a change in between is never missed
             job = await self.get(job_id, principal)
-            if job["version"] != seen:
-                seen = job["version"]
+            if job.version != seen:
+                seen = job.version
                 last_sent = time.monotonic()
                 yield job
-            if job["state"] in TERMINAL:
+            if job.terminal:
                 return
             async with self._changed:
                 if self._tick != tick:
@@ -298,8 +304,8 @@ class JobService:
 
     async def _process(self, job_id: str) -> None:
         request_id_var.set(f"job:{job_id}")
-        job = await self.db.fetch_one("SELECT * FROM jobs WHERE job_id = ?", (job_id,))
-        if job is None or job["state"] not in ACTIVE:
+        job = await self._row(job_id)
+        if job is None or job.state not in ACTIVE:
             return
         await self._fenced_update(
             job_id,
@@ -311,17 +317,12 @@ class JobService:
                 )
             ],
         )
-        formats = tuple(json.loads(job["formats"]))
-        files = await self.db.fetch_all(
-            "SELECT idx, stem FROM job_files "
-            "WHERE job_id = ? AND state IN ('pending', 'running') ORDER BY idx",
-            (job_id,),
-        )
-        for file in files:
-            await self._process_file(job, file["idx"], file["stem"], formats)
-        rows = await self.db.fetch_all("SELECT state FROM job_files WHERE job_id = ?", (job_id,))
-        done = sum(row["state"] == "done" for row in rows)
-        if done == len(rows):
+        for file in await self._files(job_id):
+            if file.state in ("pending", "running"):
+                await self._process_file(job, file.idx, file.stem)
+        files = await self._files(job_id)
+        done = sum(file.state == "done" for file in files)
+        if done == len(files):
             await self._finish(job_id, "completed", None)
         elif done:
             await self._finish(job_id, "partial", None)
@@ -341,15 +342,15 @@ class JobService:
             ],
         )
 
-    async def _process_file(self, job: dict[str, Any], idx: int, stem: str, formats: tuple[str, ...]) -> None:
-        job_id = job["job_id"]
+    async def _process_file(self, job: JobRow, idx: int, stem: str) -> None:
+        job_id, formats = job.job_id, job.formats
         await self._set_file(job_id, idx, "state = 'running'", ())
         image = await self.store.read(job_id, input_name(idx))
         start = time.perf_counter()
         try:
             # ONE inference (or cache hit) for every format of this image, referenced, not copied
-            params = PredictParams(formats, job["focal_px"], job["focal_mm"])
-            result = await self._infer_with_retry(image, params, job["owner"])
+            params = PredictParams(formats, job.focal_px, job.focal_mm)
+            result = await self._infer_with_retry(image, params, job.owner)
             outputs = await self.predict.link_outputs(result, formats, job_id, f"{idx:02d}_{stem}")
         except (MLSharpError, GatewayError) as error:
             await self._set_file(
@@ -361,7 +362,7 @@ class JobService:
             job_id, idx, "state = 'done', outputs = ?, processing_time = ?", (json.dumps(outputs), elapsed)
         )
 
-    async def _infer_with_retry(self, image: bytes, params: PredictParams, owner: str) -> Any:
+    async def _infer_with_retry(self, image: bytes, params: PredictParams, owner: str) -> SceneResult:
         """Jobs wait out a restarting backend instead of failing (bounded retries)."""
         for attempt in range(BACKEND_RETRIES):
             try:
@@ -372,7 +373,7 @@ class JobService:
                 await asyncio.sleep(min(60.0, self.backend_retry_s * 2**attempt))
         raise AssertionError("unreachable")
 
-    async def _finish(self, job_id: str, state: str, error: str | None) -> None:
+    async def _finish(self, job_id: str, state: JobState, error: str | None) -> None:
         """The final state and its webhook event, in one transaction, only while this replica
         holds the job."""
         now = time.time()
@@ -390,18 +391,19 @@ class JobService:
             self.webhooks.wake()
             log.info("job finished", extra={"job_id": job_id, "state": state})
 
-    async def _announce(self, tx: Transaction, job_id: str, state: str, error: str | None) -> None:
+    async def _announce(self, tx: Transaction, job_id: str, state: JobState, error: str | None) -> None:
         """The webhook event for a job that just ended (cancelled counts as failed), queued in
         the caller's transaction."""
-        job = await tx.fetch_one("SELECT owner, created_at, base_url FROM jobs WHERE job_id = ?", (job_id,))
-        if job is None:
+        row = await tx.fetch_one("SELECT * FROM jobs WHERE job_id = ?", (job_id,))
+        if row is None:
             return
+        job = JobRow.from_row(row)
         now = time.time()
         payload: dict[str, Any] = {"task_id": job_id, "status": state}
         if state in ("failed", "cancelled"):
             failure = {**payload, "error": error or "failed"}
-            await self.webhooks.emit(job["owner"], "task_failed", failure, tx=tx)
+            await self.webhooks.emit(job.owner, "task_failed", failure, tx=tx)
         else:
-            url = f"{job['base_url'].rstrip('/')}/v1/jobs/{job_id}"
-            payload |= {"url": url, "processing_time": round(now - job["created_at"], 3)}
-            await self.webhooks.emit(job["owner"], "task_completed", payload, tx=tx)
+            url = f"{job.base_url.rstrip('/')}/v1/jobs/{job_id}"
+            payload |= {"url": url, "processing_time": round(now - job.created_at, 3)}
+            await self.webhooks.emit(job.owner, "task_completed", payload, tx=tx)

@@ -24,7 +24,7 @@ from gateway.service.scenes import METADATA_FILE, SceneStore, scene_file
 from gateway.service.storage import ResultStore
 from gateway.service.webhooks import WebhookService
 from mlsharp.errors import MLSharpError
-from mlsharp.formats.metadata import image_size
+from mlsharp.formats.metadata import SceneMetadata, image_size
 
 log = logging.getLogger("gateway.predict")
 
@@ -36,7 +36,7 @@ class SceneResult(NamedTuple):
     network was skipped (cache hit), and the formats that were converted from the stored PLY."""
 
     key: str
-    metadata: dict[str, Any]
+    metadata: SceneMetadata
     timings: dict[str, float]
     cached: bool
     converted: tuple[str, ...] = ()
@@ -75,7 +75,7 @@ class PredictService:
         self.webhooks = webhooks
         self.metrics = metrics
 
-    def _observe_size(self, metadata: dict[str, Any]) -> None:
+    def _observe_size(self, metadata: SceneMetadata) -> None:
         """``input_size_info`` width/height from the metadata's nested ``image_size``."""
         size = image_size(metadata)
         if size is not None:
@@ -148,20 +148,20 @@ class PredictService:
             self.metrics.stage_duration.labels(stage).observe(seconds)
         self._observe_size(result.metadata)
         store_start = time.perf_counter()
-        await self.scenes.put(key, result.scenes, dict(result.metadata))
+        await self.scenes.put(key, result.scenes, result.metadata)
         self.metrics.stage_duration.labels("store").observe(time.perf_counter() - store_start)
-        await self.cache.set(key, CachedScene(dict(result.metadata)))
+        await self.cache.set(key, CachedScene(result.metadata))
         for fmt in params.formats:
             self.metrics.predict_requests.labels("success", fmt).inc()
         self.metrics.predict_duration.observe(time.perf_counter() - start)
-        return SceneResult(key, dict(result.metadata), result.timings, False)
+        return SceneResult(key, result.metadata, result.timings, False)
 
     async def link_outputs(
         self, result: SceneResult, formats: tuple[str, ...], folder_id: str, stem: str
     ) -> dict[str, str]:
         """Reference the scene's files from a task or job; returns format -> file name (plus
         ``metadata``). ``file_refs`` rows: no scene bytes are written."""
-        random_weights = bool(result.metadata.get("random_weights"))
+        random_weights = result.metadata["random_weights"]
         names = {fmt: output_name(fmt, stem=stem, random_weights=random_weights) for fmt in formats}
         meta_name = METADATA_NAME if stem == "output" else f"{stem}.json"
         files = {scene_file(fmt): name for fmt, name in names.items()} | {METADATA_FILE: meta_name}

@@ -133,7 +133,7 @@ class S3BlobStore:
                 return len(body)
             upload = await self.client.create_multipart_upload(Bucket=self.bucket, Key=name)
             upload_id = upload["UploadId"]
-            parts = []
+            parts: list[dict[str, Any]] = []
             try:
                 while part := await asyncio.to_thread(handle.read, PART_BYTES):
                     number = len(parts) + 1
@@ -202,7 +202,10 @@ class S3BlobStore:
             "ResponseContentDisposition": f'attachment; filename="{filename}"',
             "ResponseCacheControl": "private, max-age=3600",
         }
-        return await self.client.generate_presigned_url("get_object", Params=params, ExpiresIn=int(expires_s))
+        url: str = await self.client.generate_presigned_url(
+            "get_object", Params=params, ExpiresIn=int(expires_s)
+        )
+        return url
 
     def scratch_dir(self) -> Path:
         return Path(tempfile.gettempdir())

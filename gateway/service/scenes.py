@@ -14,11 +14,11 @@ from __future__ import annotations
 import json
 import logging
 import time
-from typing import Any
 
 from gateway.formats import output_name
 from gateway.service.blobs import BlobStore
 from gateway.service.db import Database
+from mlsharp.formats.metadata import SceneMetadata
 
 log = logging.getLogger("gateway.scenes")
 
@@ -109,7 +109,7 @@ class SceneStore:
     async def read(self, key: str, fmt: str) -> bytes:
         return await self.blobs.read(blob_key(key, scene_file(fmt)))
 
-    async def put(self, key: str, scenes: dict[str, bytes], metadata: dict[str, Any]) -> int:
+    async def put(self, key: str, scenes: dict[str, bytes], metadata: SceneMetadata) -> int:
         """Store the formats not stored yet (and the metadata once); returns scene bytes written.
 
         The blob first, then its row: a row always names bytes that exist (a crash in between
@@ -158,8 +158,8 @@ class SceneStore:
         unreferenced = sum(size for _, files in scenes.values() for _, size in files)
         bound = max_bytes
         if total_max_bytes is not None:
-            row = await self.db.fetch_one("SELECT COALESCE(SUM(size_bytes), 0) AS n FROM blobs")
-            held_elsewhere = int(row["n"] if row else 0) - unreferenced
+            total = await self.db.fetch_one("SELECT COALESCE(SUM(size_bytes), 0) AS n FROM blobs")
+            held_elsewhere = int(total["n"] if total else 0) - unreferenced
             bound = min(bound, max(0, total_max_bytes - held_elsewhere))
         removed = 0
         for key, (last, files) in sorted(scenes.items(), key=lambda item: item[1][0]):  # LRU first

@@ -47,7 +47,7 @@ def concurrency_levels(text: str) -> tuple[int, ...]:
     return tuple(sorted(set(levels)))
 
 
-def add_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     """Register ``tune`` on the ``mlsharp`` command line."""
     p = commands.add_parser(
         "tune",

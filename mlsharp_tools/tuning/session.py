@@ -232,7 +232,7 @@ def tune(
         raise
     winner_opts = with_fields(opts, by_index[winner_point.candidate].fields())
     tuned_at = now()
-    document = {
+    document: dict[str, Any] = {
         "schema": DOCUMENT_SCHEMA,
         "tool": "mlsharp tune",
         "tuned_at": tuned_at.isoformat(),

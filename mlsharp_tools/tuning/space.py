@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mlsharp.errors import MLSharpError
-from mlsharp.triton.models import SHARP, RepositoryOptions, all_configs, fp16_filename
+from mlsharp.triton.models import SHARP, Precision, RepositoryOptions, all_configs, fp16_filename
 
 #: the RepositoryOptions fields a tuning result sets (everything else stays as exported)
 TUNED_FIELDS = (
@@ -30,7 +30,7 @@ TUNED_FIELDS = (
 )
 #: named preferred-batch-size variants; explicit sizes are written like ``2+4``
 PREFERRED_VARIANTS = ("none", "max", "pow2")
-PRECISIONS = ("fp32", "fp16")
+PRECISIONS: tuple[Precision, ...] = ("fp32", "fp16")
 
 
 class TuneError(MLSharpError):
@@ -58,7 +58,7 @@ class SearchSpace:
     preprocess_instances: tuple[int, ...]
     postprocess_instances: tuple[int, ...]
     intra_op_threads: tuple[int, ...]
-    precisions: tuple[str, ...]
+    precisions: tuple[Precision, ...]
 
     def to_json(self) -> dict[str, list[Any]]:
         """Stable JSON (part of the cache key and of tuning.json)."""
@@ -118,13 +118,13 @@ def preferred_list(text: str) -> tuple[str, ...]:
     return values
 
 
-def precision_list(text: str) -> tuple[str, ...]:
+def precision_list(text: str) -> tuple[Precision, ...]:
     """``"fp32,fp16"``."""
     values = tuple(dict.fromkeys(part.strip().lower() for part in text.split(",") if part.strip()))
-    bad = [v for v in values if v not in PRECISIONS]
-    if bad or not values:
+    known = tuple(p for v in values for p in PRECISIONS if p == v)
+    if len(known) != len(values) or not values:
         raise ValueError(f"precision: choose from {', '.join(PRECISIONS)}, got {text!r}")
-    return values
+    return known
 
 
 def resolve_preferred(variant: str, max_batch_size: int) -> tuple[int, ...]:
@@ -137,11 +137,11 @@ def resolve_preferred(variant: str, max_batch_size: int) -> tuple[int, ...]:
     if variant == "max":
         return (max_batch_size,)
     if variant == "pow2":
-        sizes, size = [], 2
+        doubling, size = [], 2
         while size <= max_batch_size:
-            sizes.append(size)
+            doubling.append(size)
             size *= 2
-        return tuple(sizes)
+        return tuple(doubling)
     sizes = tuple(sorted({int(part) for part in variant.split("+")}))
     if sizes[-1] > max_batch_size:
         raise ValueError(f"preferred {variant} exceeds max batch {max_batch_size}")

@@ -156,6 +156,7 @@ def _measure_level(
     """One perf_analyzer run; when it finds no stable window, one more run that accepts any window
     (marked unstable) instead of losing the level."""
     settings = ctx.settings.run
+    assert run.log_dir is not None  # _measure_candidate gives every run its directory
     for attempt in (settings, dataclasses.replace(settings, stability_percentage=999, max_trials=3)):
         try:
             measurement = ctx.measure(
@@ -182,13 +183,14 @@ def _measure_level(
 
 def _measure_candidate(ctx: _Context, candidate: Candidate) -> CandidateRun:
     """Scratch repository -> server -> one perf_analyzer run per concurrency level -> cleanup."""
-    run = CandidateRun(candidate, log_dir=ctx.log_dir / f"candidate-{candidate.index:02d}")
+    log_dir = ctx.log_dir / f"candidate-{candidate.index:02d}"
+    run = CandidateRun(candidate, log_dir=log_dir)
     parent = ctx.settings.scratch_parent or ctx.repository.parent
     scratch = Path(tempfile.mkdtemp(prefix=f".{ctx.repository.name}-tune-", dir=parent))
     try:
         link_model_files(ctx.repository, scratch)
         write_configs(scratch, candidate.options)
-        log_path = run.log_dir / "tritonserver.log"
+        log_path = log_dir / "tritonserver.log"
         server = TritonServer(scratch, log_path=log_path, startup_timeout_s=ctx.settings.startup_timeout_s)
         try:
             server.start()
@@ -199,7 +201,7 @@ def _measure_candidate(ctx: _Context, candidate: Candidate) -> CandidateRun:
             ctx.version = ctx.version or server_version(server.http_url)
             url = server.grpc_url if ctx.settings.protocol == "grpc" else server.http_url
             for level in candidate.concurrency:
-                perf_log = run.log_dir / "perf" / f"{ENSEMBLE}_{ctx.settings.protocol}_c{level}.log"
+                perf_log = log_dir / "perf" / f"{ENSEMBLE}_{ctx.settings.protocol}_c{level}.log"
                 try:
                     measurement, stable = _measure_level(ctx, run, server, url, level)
                 except PerfRunError as error:

@@ -140,7 +140,9 @@ def randomize_zero_heads(model: SharpPredictor) -> None:
     head = model.prediction_head
     for conv in (head.geometry_prediction_head, head.texture_prediction_head):
         conv.reset_parameters()
-    model.monodepth_model.monodepth_predictor.head[4].reset_parameters()
+    last = model.monodepth_model.monodepth_predictor.head[4]
+    assert isinstance(last, nn.Conv2d)
+    last.reset_parameters()
 
 
 def _random_predictor(config: SharpConfig, seed: int) -> SharpPredictor:

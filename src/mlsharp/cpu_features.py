@@ -43,7 +43,7 @@ class CpuFeatures:
 
 def read_cpu_features(cpuinfo: Path = Path("/proc/cpuinfo")) -> CpuFeatures:
     """The first processor's ``model name`` and ``flags`` (empty where cpuinfo cannot be read)."""
-    name, flags = "unknown CPU", frozenset()
+    name, flags = "unknown CPU", frozenset[str]()
     with contextlib.suppress(OSError):
         for line in cpuinfo.read_text().splitlines():
             key, _, value = line.partition(":")

@@ -81,7 +81,8 @@ def unprojection_matrix(camera: CameraInfo, working_size_px: int) -> Tensor:
         dtype=torch.float32,
     )
     extrinsics = torch.eye(4, dtype=torch.float32)
-    return torch.linalg.inv(ndc @ intrinsics @ extrinsics)
+    inverse: Tensor = torch.linalg.inv(ndc @ intrinsics @ extrinsics)
+    return inverse
 
 
 def _check_camera(camera: CameraInfo, working_size_px: int) -> None:

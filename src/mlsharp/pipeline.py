@@ -15,6 +15,7 @@ import torch
 
 from mlsharp.checkpoint import LoadedPredictor
 from mlsharp.formats import build_metadata, check_format, encode_scene
+from mlsharp.formats.metadata import SceneMetadata
 from mlsharp.gaussians import CameraInfo, Gaussians3D, unproject
 from mlsharp.imaging import DecodedImage
 from mlsharp.preprocess import to_network_input
@@ -27,7 +28,7 @@ class PredictedScene:
     gaussians: Gaussians3D
     camera: CameraInfo
     encoded: dict[str, bytes]
-    metadata: dict
+    metadata: SceneMetadata
     stage_seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -59,7 +60,10 @@ class ScenePipeline:
 
         start = time.perf_counter()
         camera = CameraInfo(focal_px=decoded.focal_px, width_px=decoded.width_px, height_px=decoded.height_px)
-        gaussians = unproject(*(tensor[0] for tensor in raw), camera, self.working_size_px)
+        means, singular_values, quaternions, colors, opacities = (tensor[0] for tensor in raw)
+        gaussians = unproject(
+            means, singular_values, quaternions, colors, opacities, camera, self.working_size_px
+        )
         seconds["unproject"] = time.perf_counter() - start
 
         start = time.perf_counter()
@@ -73,7 +77,7 @@ class ScenePipeline:
             model_id=self.loaded.model_id,
             random_weights=random_weights,
             working_size_px=self.working_size_px,
-            extra={"focal_source": decoded.focal_source, "source_format": decoded.source_format},
+            image_info={"focal_source": decoded.focal_source, "source_format": decoded.source_format},
         )
         seconds["encode"] = time.perf_counter() - start
         return PredictedScene(gaussians, camera, encoded, metadata, seconds)

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any, TypedDict
+from collections.abc import Mapping
+from typing import Any, TypedDict, cast
 
 from mlsharp.formats import attributes
 from mlsharp.formats.ply import COLOR_SPACE_SRGB, PLY_LAYOUT_VERSION
@@ -28,12 +29,28 @@ class ImageSize(TypedDict):
     height_px: int
 
 
-class SceneMetadata(TypedDict, total=False):
+class ImageInfo(TypedDict):
+    """What decoding learnt about the photo, passed from Triton's preprocess to its postprocess."""
+
+    focal_source: str
+    source_format: str
+
+
+class _ProducerFacts(TypedDict, total=False):
+    """Keys only some producers know (the served and eager paths; not a converted file)."""
+
+    working_size_px: int
+    focal_source: str
+    source_format: str
+
+
+class SceneMetadata(_ProducerFacts):
     """The metadata document's keys, one type for every producer and reader.
 
     Why a TypedDict: it stays the plain JSON dict on the wire and on disk, while the gateway,
     the Triton models and the test fakes read the same declared keys (``image_size`` is nested;
-    a reader that invents a flat ``width_px`` is a type error, not a silent miss).
+    a reader that invents a flat ``width_px`` is a type error, not a silent miss). Every key
+    ``build_metadata`` always writes is required; the rest depend on the producer.
     """
 
     metadata_version: int
@@ -48,12 +65,22 @@ class SceneMetadata(TypedDict, total=False):
     units: str
     color_space: str
     ply_layout_version: list[int]
-    working_size_px: int
-    focal_source: str
-    source_format: str
 
 
-def image_size(metadata: SceneMetadata | dict[str, Any]) -> ImageSize | None:
+def parse_metadata(raw: str | bytes, *, check_keys: bool = True) -> SceneMetadata:
+    """A metadata document read back (from Triton, the cache): the JSON object, checked for
+    every required key unless ``check_keys`` is off; ValueError otherwise (a foreign or
+    truncated document)."""
+    document = json.loads(raw)
+    if not isinstance(document, dict):
+        raise ValueError("scene metadata is not a JSON object")
+    missing = sorted(SceneMetadata.__required_keys__ - document.keys()) if check_keys else []
+    if missing:
+        raise ValueError(f"scene metadata lacks {', '.join(missing)}")
+    return cast(SceneMetadata, document)
+
+
+def image_size(metadata: Mapping[str, Any]) -> ImageSize | None:
     """The ``image_size`` entry when it is well formed, else None (old or foreign documents)."""
     size = metadata.get("image_size")
     if not isinstance(size, dict):
@@ -75,9 +102,11 @@ def build_metadata(
     model_id: str,
     random_weights: bool,
     working_size_px: int | None = None,
-    extra: dict[str, Any] | None = None,
+    image_info: ImageInfo | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> SceneMetadata:
-    """JSON-serialisable description of one scene (keys in ``extra`` are added last, may override)."""
+    """JSON-serialisable description of one scene (keys in ``extra`` are added last, may override:
+    a producer's own facts, outside the declared schema)."""
     f, w, h = float(camera.focal_px), int(camera.width_px), int(camera.height_px)
     cx, cy = w * 0.5, h * 0.5
     lo, hi = attributes.disparity_quantiles(gaussians.means)
@@ -102,11 +131,14 @@ def build_metadata(
     }
     if working_size_px is not None:
         meta["working_size_px"] = int(working_size_px)
+    if image_info is not None:
+        meta["focal_source"] = image_info["focal_source"]
+        meta["source_format"] = image_info["source_format"]
     if extra:
-        meta.update(extra)  # type: ignore[typeddict-item]
+        return cast(SceneMetadata, {**meta, **extra})
     return meta
 
 
-def metadata_json_bytes(metadata: SceneMetadata | dict[str, Any]) -> bytes:
+def metadata_json_bytes(metadata: Mapping[str, Any]) -> bytes:
     """UTF-8 JSON, stable key order, no NaN (strict JSON parsers reject it)."""
     return json.dumps(metadata, sort_keys=True, allow_nan=False, indent=2).encode("utf-8")

@@ -95,7 +95,9 @@ def _header(num_vertices: int, extras: list[tuple[str, np.ndarray]], comments: l
     return ("\n".join(lines) + "\n").encode("ascii")
 
 
-def _parts(gaussians: Gaussians3D, camera: CameraInfo | None, *, random_weights: bool) -> list[object]:
+def _parts(
+    gaussians: Gaussians3D, camera: CameraInfo | None, *, random_weights: bool
+) -> list[bytes | memoryview]:
     """Header, vertex data and extra elements as buffer-protocol objects (no copies).
 
     The vertex rows live in this thread's scratch buffer: use the parts before the next call.
@@ -103,9 +105,8 @@ def _parts(gaussians: Gaussians3D, camera: CameraInfo | None, *, random_weights:
     extras = metadata_elements(gaussians, camera) if camera is not None else []
     comments = [RANDOM_WEIGHTS_COMMENT] if random_weights else []
     vertices = vertex_array(gaussians, out=_scratch_rows(gaussians.num_gaussians))  # (N, 14)
-    return [_header(gaussians.num_gaussians, extras, comments), memoryview(vertices).cast("B")] + [
-        memoryview(values).cast("B") for _, values in extras
-    ]
+    header = _header(gaussians.num_gaussians, extras, comments)
+    return [header, vertices.data.cast("B"), *(values.data.cast("B") for _, values in extras)]
 
 
 def write_ply(
@@ -113,20 +114,20 @@ def write_ply(
 ) -> None:
     """Stream an ml-sharp-layout PLY (vertex + extrinsic ... version elements) to a binary file."""
     for part in _parts(gaussians, camera, random_weights=random_weights):
-        fileobj.write(part)  # type: ignore[arg-type]
+        fileobj.write(part)
 
 
 def encode_ply(gaussians: Gaussians3D, camera: CameraInfo, *, random_weights: bool = False) -> bytes:
     """The ml-sharp-layout PLY as bytes (the vertex array is copied once, into the result)."""
-    return b"".join(_parts(gaussians, camera, random_weights=random_weights))  # type: ignore[arg-type]
+    return b"".join(_parts(gaussians, camera, random_weights=random_weights))
 
 
 def write_ply_clean(fileobj: BinaryIO, gaussians: Gaussians3D, *, random_weights: bool = False) -> None:
     """Stream a vertex-only INRIA-layout PLY (for tools that reject extra elements)."""
     for part in _parts(gaussians, None, random_weights=random_weights):
-        fileobj.write(part)  # type: ignore[arg-type]
+        fileobj.write(part)
 
 
 def encode_ply_clean(gaussians: Gaussians3D, *, random_weights: bool = False) -> bytes:
     """The vertex-only PLY as bytes."""
-    return b"".join(_parts(gaussians, None, random_weights=random_weights))  # type: ignore[arg-type]
+    return b"".join(_parts(gaussians, None, random_weights=random_weights))

@@ -64,7 +64,7 @@ def encode_splat(gaussians: Gaussians3D) -> bytes:
 
 def write_splat(fileobj: BinaryIO, gaussians: Gaussians3D) -> None:
     """Stream the .splat file to a binary file object."""
-    fileobj.write(memoryview(splat_rows(gaussians)).cast("B"))
+    fileobj.write(splat_rows(gaussians).data.cast("B"))
 
 
 def decode_splat(data: bytes) -> SplatScene:

@@ -51,7 +51,8 @@ class SpzScene:
 
 def _to_u8(values: np.ndarray) -> np.ndarray:
     """Round to nearest and clamp to [0, 255] (the spec's toUint8)."""
-    return np.clip(np.rint(values), 0, 255).astype(np.uint8)
+    rounded: np.ndarray = np.clip(np.rint(values), 0, 255).astype(np.uint8)
+    return rounded
 
 
 def _pack_positions(means: np.ndarray) -> np.ndarray:
@@ -77,7 +78,8 @@ def _pack_rotations(quats_wxyz: np.ndarray) -> np.ndarray:
     for i in range(4):  # components in ascending index order, the first ends up in the high bits
         keep = largest != i
         word = np.where(keep, (word << 10) | (signs[:, i] << 9) | mags[:, i], word)
-    return word.astype("<u4").view(np.uint8).reshape(-1, 4)
+    packed: np.ndarray = word.astype("<u4").view(np.uint8).reshape(-1, 4)
+    return packed
 
 
 def spz_payload(gaussians: Gaussians3D) -> bytes:

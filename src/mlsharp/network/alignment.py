@@ -69,6 +69,7 @@ class LearnedAlignment(nn.Module):
         self.encoder = UNetEncoder(widths, cfg.norm_num_groups)
         self.decoder = UNetDecoder(widths, cfg.norm_num_groups)
         self.conv_out = nn.Conv2d(widths[0], 1, 1, bias=True)
+        assert self.conv_out.bias is not None  # built with bias=True
         nn.init.zeros_(self.conv_out.bias)  # exp activation: identity scale at start
 
 

@@ -23,7 +23,8 @@ class ResidualUnit(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.residual(x)
+        out: torch.Tensor = x + self.residual(x)
+        return out
 
 
 class FeatureFusionBlock(nn.Module):
@@ -44,7 +45,8 @@ class FeatureFusionBlock(nn.Module):
             x = x + self.resnet1(skip)
         x = self.resnet2(x)
         x = self.deconv(x)
-        return self.out_conv(x)
+        out: torch.Tensor = self.out_conv(x)
+        return out
 
 
 class MultiresConvDecoder(nn.Module):
@@ -66,7 +68,7 @@ class MultiresConvDecoder(nn.Module):
     def forward(self, encodings: list[torch.Tensor]) -> torch.Tensor:
         """encodings[0] is the finest; returns (B, dim_decoder, H0, W0)."""
         last = len(encodings) - 1
-        x = self.fusions[last](self.convs[last](encodings[last]))  # fusions[last].resnet1 unused
+        x: torch.Tensor = self.fusions[last](self.convs[last](encodings[last]))  # resnet1 unused
         for i in range(last - 1, -1, -1):
             x = self.fusions[i](x, self.convs[i](encodings[i]))
         return x
@@ -90,7 +92,8 @@ class PreActResidualBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         base = x if self.shortcut is None else self.shortcut(x)
-        return base + self.residual(x)
+        out: torch.Tensor = base + self.residual(x)
+        return out
 
 
 def project_upsample(

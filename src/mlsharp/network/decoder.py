@@ -26,7 +26,8 @@ class SkipConvEncoder(nn.Module):
         self.conv = nn.Conv2d(dim_in, dim_out, kernel_size=stride, stride=stride, padding=0, bias=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(x)
+        out: torch.Tensor = self.conv(x)
+        return out
 
 
 def _feature_head(dim: int, dim_out: int, num_groups: int) -> nn.Sequential:
@@ -72,6 +73,7 @@ class DirectPredictionHead(nn.Module):
         self.texture_prediction_head = nn.Conv2d(dim_in, NUM_TEXTURE_CHANNELS * num_layers, 1)
         for conv in (self.geometry_prediction_head, self.texture_prediction_head):
             nn.init.zeros_(conv.weight)
+            assert conv.bias is not None  # built with bias=True (the default)
             nn.init.zeros_(conv.bias)
 
     def forward(self, texture: torch.Tensor, geometry: torch.Tensor) -> torch.Tensor:

@@ -24,15 +24,17 @@ class MonodepthPredictor(nn.Module):
         self.encoder = SlidingPyramidEncoder(config, fused_attention)
         self.decoder = MultiresConvDecoder(self.encoder.dims_out, dim)
         # no activation between head.0, head.1 and head.2 (reference layout)
+        last = nn.Conv2d(hidden, config.num_layers, 1, 1, 0)
         self.head = nn.Sequential(
             nn.Conv2d(dim, dim // 2, 3, 1, 1),
             nn.ConvTranspose2d(dim // 2, dim // 2, 2, 2, 0, bias=True),
             nn.Conv2d(dim // 2, hidden, 3, 1, 1),
             nn.ReLU(),
-            nn.Conv2d(hidden, config.num_layers, 1, 1, 0),
+            last,
             nn.ReLU(),
         )
-        nn.init.zeros_(self.head[4].bias)
+        assert last.bias is not None  # built with bias=True (the default)
+        nn.init.zeros_(last.bias)
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         x = image * 2.0 + -1.0  # [0, 1] -> [-1, 1]; no ImageNet normalisation
@@ -49,4 +51,5 @@ class MonodepthModel(nn.Module):
         self.monodepth_predictor = MonodepthPredictor(config, fused_attention)
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        return self.monodepth_predictor(image)
+        out: tuple[torch.Tensor, list[torch.Tensor]] = self.monodepth_predictor(image)
+        return out

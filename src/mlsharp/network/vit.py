@@ -55,7 +55,8 @@ class Attention(nn.Module):
             attn = (q * self.scale) @ k.transpose(-2, -1)  # (B, heads, N, N)
             x = attn.softmax(dim=-1) @ v
         x = x.transpose(1, 2).reshape(b, n, c)
-        return self.proj(x)
+        out: torch.Tensor = self.proj(x)
+        return out
 
 
 class LayerScale(nn.Module):
@@ -79,7 +80,8 @@ class Mlp(nn.Module):
         self.fc2 = nn.Linear(hidden_dim, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.act(self.fc1(x)))
+        out: torch.Tensor = self.fc2(self.act(self.fc1(x)))
+        return out
 
 
 class Block(nn.Module):
@@ -97,7 +99,8 @@ class Block(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.ls1(self.attn(self.norm1(x)))
-        return x + self.ls2(self.mlp(self.norm2(x)))
+        out: torch.Tensor = x + self.ls2(self.mlp(self.norm2(x)))
+        return out
 
 
 class VisionTransformer(nn.Module):

@@ -46,6 +46,8 @@ GpuAccelerator = Literal["tensorrt", "cuda"]
 CpuRuntime = Literal["onnxruntime", "openvino"]
 CPU_RUNTIMES: tuple[str, ...] = ("onnxruntime", "openvino")
 #: the precisions each CPU runtime serves (OpenVINO: fp32, or bf16 where the CPU has it natively)
+#: what the served ``sharp`` model computes in (the export's ``--precision``)
+Precision = Literal["fp32", "fp16", "int8", "bf16"]
 CPU_RUNTIME_PRECISIONS: dict[str, tuple[str, ...]] = {
     "onnxruntime": ("fp32", "int8"),
     "openvino": ("fp32", "bf16"),
@@ -76,7 +78,7 @@ class RepositoryOptions:
     intra_op_threads: int = 0
     #: int8: the CPU runner serves the dynamically quantized copy (an explicit opt-in of the export);
     #: bf16: OpenVINO's bf16 inference precision (runtime "openvino" only)
-    precision: Literal["fp32", "fp16", "int8", "bf16"] = "fp32"
+    precision: Precision = "fp32"
     #: the CPU target's runner for ``sharp`` (the GPU target always uses Triton's ORT backend)
     runtime: CpuRuntime = "onnxruntime"
     gpu_accelerator: GpuAccelerator = "tensorrt"
@@ -215,13 +217,8 @@ def sharp_config(opts: RepositoryOptions) -> ModelConfig:
         # [B, 1] on the wire, [B] inside the model (the network takes disparity_factor[B])
         Tensor("disparity_factor", DataType.FP32, (1,), reshape=()),
     )
-    common = {
-        "name": SHARP,
-        "max_batch_size": opts.max_batch_size,
-        "inputs": inputs,
-        "outputs": _raw_tensors(opts.num_gaussians),
-        "dynamic_batching": _batching(opts),
-    }
+    outputs = _raw_tensors(opts.num_gaussians)
+    batching = _batching(opts)
     if opts.target == "gpu":
         if opts.precision in ("int8", "bf16") or opts.runtime != "onnxruntime":
             raise ValueError(
@@ -234,7 +231,11 @@ def sharp_config(opts: RepositoryOptions) -> ModelConfig:
             instance_groups=(InstanceGroup(InstanceKind.GPU, opts.sharp_instances),),
             optimization=_gpu_optimization(opts),
             default_model_filename=fp16_filename(opts.onnx_filename) if fp16_file else None,
-            **common,
+            name=SHARP,
+            max_batch_size=opts.max_batch_size,
+            inputs=inputs,
+            outputs=outputs,
+            dynamic_batching=batching,
         )
     check_cpu_serving(opts.runtime, opts.precision)
     params = opts.common_parameters() | {
@@ -244,7 +245,14 @@ def sharp_config(opts: RepositoryOptions) -> ModelConfig:
         "precision": opts.precision,
     }
     return ModelConfig(
-        backend="python", instance_groups=_cpu(opts.sharp_instances), parameters=params, **common
+        backend="python",
+        instance_groups=_cpu(opts.sharp_instances),
+        parameters=params,
+        name=SHARP,
+        max_batch_size=opts.max_batch_size,
+        inputs=inputs,
+        outputs=outputs,
+        dynamic_batching=batching,
     )
 
 

@@ -84,7 +84,7 @@ class OpenVinoRunner:
         a bf16 hint falls back to ``f32`` on a CPU without native bf16)."""
         import openvino.properties.hint as hints
 
-        return self.compiled.get_property(hints.inference_precision).get_type_name()
+        return str(self.compiled.get_property(hints.inference_precision).get_type_name())
 
     def forward(self, image: np.ndarray, factor: np.ndarray) -> list[np.ndarray]:
         """One inference on a batch; the outputs are copies (the request reuses its buffers)."""

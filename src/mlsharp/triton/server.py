@@ -236,7 +236,7 @@ class TritonServer:
         url = f"http://{self.http_url}/v2/health/ready"
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
-                return response.status == 200
+                return bool(response.status == 200)
         except (urllib.error.URLError, OSError):
             return False
 

@@ -12,6 +12,7 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -20,6 +21,9 @@ from mlsharp.triton.backend import Arrays, as_bytes, as_text, bytes_column, flag
 from mlsharp.triton.models import NETWORK_INPUTS, RAW_OUTPUT_NAMES, REQUEST_INPUTS
 
 PREPROCESS_INPUTS = tuple(tensor.name for tensor in REQUEST_INPUTS)
+if TYPE_CHECKING:
+    from mlsharp.formats.metadata import ImageInfo
+
 POSTPROCESS_INPUTS = (*RAW_OUTPUT_NAMES, "camera", "image_info", "formats")
 
 
@@ -53,25 +57,24 @@ class PreprocessStage:
         self.max_pixels = int(parameters["max_pixels"]) if parameters.get("max_pixels") else None
 
     def run(self, inputs: Arrays) -> Arrays:
-        from mlsharp.imaging import decode_image
+        from mlsharp.imaging import DEFAULT_MAX_PIXELS, decode_image
         from mlsharp.preprocess import to_network_input
 
         batch = inputs["image_bytes"].shape[0]
         images, factors, cameras, infos = [], [], [], []
         for i in range(batch):
             check_formats(inputs["formats"].reshape(batch, -1)[i])
-            kwargs = {"max_pixels": self.max_pixels} if self.max_pixels else {}
             decoded = decode_image(
                 as_bytes(inputs["image_bytes"].reshape(batch, -1)[i, 0]),
                 focal_px=_override(inputs["focal_px"].reshape(batch, -1)[i, 0]),
                 focal_mm=_override(inputs["focal_mm"].reshape(batch, -1)[i, 0]),
-                **kwargs,
+                max_pixels=self.max_pixels or DEFAULT_MAX_PIXELS,
             )
             image, factor = to_network_input(decoded.rgb, decoded.focal_px, self.working_size_px)
             images.append(image.numpy())
             factors.append(factor.numpy().reshape(1, 1))
             cameras.append([float(decoded.focal_px), float(decoded.width_px), float(decoded.height_px)])
-            info = {"focal_source": decoded.focal_source, "source_format": decoded.source_format}
+            info: ImageInfo = {"focal_source": decoded.focal_source, "source_format": decoded.source_format}
             infos.append(json.dumps(info).encode())
         return {
             "image": np.concatenate(images).astype(np.float32, copy=False),
@@ -161,18 +164,21 @@ class PostprocessStage:
             focal, width, height = (float(v) for v in inputs["camera"][i])
             camera = CameraInfo(focal_px=focal, width_px=int(width), height_px=int(height))
             raw = [torch.from_numpy(np.ascontiguousarray(inputs[name][i])) for name in RAW_OUTPUT_NAMES]
-            gaussians = unproject(*raw, camera, self.working_size_px)
+            means, singular_values, quaternions, colors, opacities = raw
+            gaussians = unproject(
+                means, singular_values, quaternions, colors, opacities, camera, self.working_size_px
+            )
             scenes.append(
                 [encode_scene(f, gaussians, camera, random_weights=self.random_weights) for f in formats]
             )
-            extra = json.loads(as_text(inputs["image_info"].reshape(batch, -1)[i, 0]))
+            info: ImageInfo = json.loads(as_text(inputs["image_info"].reshape(batch, -1)[i, 0]))
             meta = build_metadata(
                 gaussians,
                 camera,
                 model_id=self.model_id,
                 random_weights=self.random_weights,
                 working_size_px=self.working_size_px,
-                extra=extra,
+                image_info=info,
             )
             metadata.append(metadata_json_bytes(meta))
         out = np.empty((batch, len(scenes[0])), dtype=np.object_)
