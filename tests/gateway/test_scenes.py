@@ -17,7 +17,7 @@ from gateway.backends.triton import ServedConfig, default_in_flight, served_conf
 from gateway.errors import Overloaded
 from gateway.ids import new_id
 from gateway.service.blobs import LocalBlobStore
-from gateway.service.db import Database
+from gateway.service.db_sqlite import SqliteDatabase as Database
 from gateway.service.scenes import IN_USE_S, SceneStore
 from gateway.service.storage import ResultStore
 from mlsharp.errors import InvalidParameterError
