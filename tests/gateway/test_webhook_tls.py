@@ -7,6 +7,7 @@ import asyncio
 import ipaddress
 import shutil
 import socket
+import re
 import ssl
 import subprocess
 import threading
@@ -55,7 +56,11 @@ class TlsReceiver:
                     request = b""
                     while b"\r\n\r\n" not in request:
                         request += conn.recv(65536)
-                    conn.sendall(b"HTTP/1.1 204 No Content\r\n\r\n")
+                    head, _, body = request.partition(b"\r\n\r\n")
+                    length = re.search(rb"(?i)content-length:\s*(\d+)", head)
+                    while length and len(body) < int(length.group(1)):
+                        body += conn.recv(65536)  # all of it: closing on unread bytes resets
+                    conn.sendall(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
             except (OSError, ssl.SSLError):
                 pass
 
