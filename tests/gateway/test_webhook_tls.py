@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import re
 import shutil
 import socket
-import re
 import ssl
 import subprocess
 import threading
