@@ -24,7 +24,6 @@ import pytest
 TRITON_TEST_SEED = 0
 REPOSITORY_ENV = "MLSHARP_TEST_TRITON_REPOSITORY"
 EXPORT_ENV = "MLSHARP_TEST_TRITON_EXPORT"
-_MODEL_ID_RE = re.compile(r'key: "model_id" value: \{ string_value: "([^"]*)" \}')
 _RANDOM_ID_RE = re.compile(r"random-(?P<preset>\w+)-seed(?P<seed>\d+)")
 
 
@@ -71,13 +70,15 @@ class RepositoryWeights:
 
 def repository_weights(repository: Path) -> RepositoryWeights:
     """Preset and seed from the ``model_id`` the exporter stamped into ``preprocess/config.pbtxt``."""
-    config = (repository / "preprocess" / "config.pbtxt").read_text()
-    found = _MODEL_ID_RE.search(config)
-    assert found, f"{repository}: no model_id parameter in preprocess/config.pbtxt"
-    random_id = _RANDOM_ID_RE.fullmatch(found.group(1))
+    from mlsharp.triton.config import parse_pbtxt
+
+    parameters = parse_pbtxt((repository / "preprocess" / "config.pbtxt").read_text()).parameters
+    assert "model_id" in parameters, f"{repository}: no model_id parameter in preprocess/config.pbtxt"
+    model_id = parameters["model_id"].string_value
+    random_id = _RANDOM_ID_RE.fullmatch(model_id)
     if random_id is None:
-        pytest.skip(f"{repository} serves {found.group(1)!r}, not random weights: no eager twin")
-    return RepositoryWeights(found.group(1), random_id["preset"], int(random_id["seed"]))
+        pytest.skip(f"{repository} serves {model_id!r}, not random weights: no eager twin")
+    return RepositoryWeights(model_id, random_id["preset"], int(random_id["seed"]))
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from mlsharp.sample_image import photo_like_jpeg
+from mlsharp.triton.config import parse_pbtxt
 from tests.conftest import TRITON_TEST_SEED, export_test_preset
 from tests.triton import support
 
@@ -48,8 +49,8 @@ def test_export_checks_and_records_the_int8_graph(int8_export: Path) -> None:
     assert {d["name"] for d in int8_check["diffs"]} >= {"mean_vectors", "opacities"}
     sharp_dir = int8_export / "model_repository" / "sharp"
     assert (sharp_dir / "1" / "model.int8.onnx").is_file() and (sharp_dir / "1" / "model.onnx").is_file()
-    config = (sharp_dir / "config.pbtxt").read_text()
-    assert 'key: "onnx_file" value: { string_value: "model.int8.onnx" }' in config
+    config = parse_pbtxt((sharp_dir / "config.pbtxt").read_text())
+    assert config.parameters["onnx_file"].string_value == "model.int8.onnx"
     options = json.loads((int8_export / "model_repository" / "repository.json").read_text())
     assert json.dumps(options).count('"int8"') == 1
 

@@ -15,6 +15,7 @@ import pytest
 from export.repository import write_repository
 from mlsharp.cpu_features import read_cpu_features
 from mlsharp.sample_image import photo_like_jpeg
+from mlsharp.triton.config import parse_pbtxt
 from mlsharp.triton.repository import load_options
 from tests.conftest import TRITON_TEST_SEED, export_test_preset
 from tests.triton import support
@@ -79,9 +80,9 @@ def test_export_checks_and_records_the_openvino_fp32_runner(ov_export: Path) -> 
     assert (manifest["served_runtime"], manifest["served_precision"]) == ("openvino", "fp32")
     ov_check = next(c for c in manifest["checks"] if c["runtime"] == "openvino-cpu")
     assert ov_check["ok"] and (ov_check["rtol"], ov_check["atol"]) == (1e-3, 1e-4)
-    config = (ov_export / "model_repository" / "sharp" / "config.pbtxt").read_text()
-    assert 'key: "runtime" value: { string_value: "openvino" }' in config
-    assert 'key: "onnx_file" value: { string_value: "model.onnx" }' in config
+    config = parse_pbtxt((ov_export / "model_repository" / "sharp" / "config.pbtxt").read_text())
+    assert config.parameters["runtime"].string_value == "openvino"
+    assert config.parameters["onnx_file"].string_value == "model.onnx"
     options = load_options(ov_export / "model_repository")
     assert (options.runtime, options.precision, options.model_id) == (
         "openvino",
