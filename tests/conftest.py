@@ -20,6 +20,8 @@ from typing import Any
 
 import pytest
 
+from tests.requires import require_executable, require_triton
+
 #: random weights of the exported test preset (the eager comparison uses the same seed)
 TRITON_TEST_SEED = 0
 REPOSITORY_ENV = "MLSHARP_TEST_TRITON_REPOSITORY"
@@ -36,16 +38,6 @@ def repository_options(target: str = "cpu", **overrides: object) -> Any:
         "model_id": "random-test-seed0", "random_weights": True, "target": target,
     } | overrides  # fmt: skip
     return RepositoryOptions(**values)
-
-
-def require_triton() -> None:
-    """Skip (with the reason) where the pip tritonserver is not installed."""
-    from mlsharp.triton import paths
-
-    try:
-        paths.find_triton()
-    except paths.TritonNotInstalledError as error:
-        pytest.skip(f"tritonserver is not installed (pip nvidia-pytriton): {error}")
 
 
 def export_test_preset(out: Path, *extra: str, seed: int = TRITON_TEST_SEED, preset: str = "test") -> Path:
@@ -138,3 +130,11 @@ def postgres_server():
 @pytest.fixture
 def postgres_url(postgres_server) -> str:
     return postgres_server.create_database()
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """``@pytest.mark.needs("redis-server", ...)``: the executables must be on PATH (skip here,
+    fail under CI=true, see tests/requires.py)."""
+    for mark in item.iter_markers("needs"):
+        for name in mark.args:
+            require_executable(name)

@@ -22,6 +22,7 @@ from benchmarks.load.client import NotLoopbackError, require_loopback, run_load,
 from benchmarks.load.procs import PeakRss
 from mlsharp.perf import stats
 from mlsharp.perf.inputs import bytes_element, generated_photos
+from tests.requires import missing
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -104,7 +105,7 @@ def test_perf_runs_tiny(triton_server: Any, tmp_path: Path) -> None:
     try:
         PerfAnalyzer().ensure()
     except (PerfToolError, subprocess.CalledProcessError) as error:
-        pytest.skip(f"perf_analyzer from tritonclient==2.50.0 cannot be installed/run here: {error}")
+        missing(f"perf_analyzer from tritonclient==2.50.0 cannot be installed/run here: {error}")
     out = tmp_path / "perf"
     cmd = [
         sys.executable, "-m", "benchmarks.perf", "--url", triton_server.http_url, "--grpc-url",

@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 from mlsharp.sample_image import photo_like_jpeg
+from tests.requires import require_triton
 from tests.triton import support
 
 pytestmark = [pytest.mark.triton, pytest.mark.slow]
@@ -22,7 +23,7 @@ pytestmark = [pytest.mark.triton, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def server(triton_server):
-    support.require_triton()
+    require_triton()
     return triton_server
 
 

@@ -16,6 +16,7 @@ import pytest
 from mlsharp.sample_image import photo_like_jpeg
 from mlsharp.triton.config import parse_pbtxt
 from tests.conftest import TRITON_TEST_SEED, export_test_preset
+from tests.requires import require_triton
 from tests.triton import support
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,7 +25,7 @@ WEIGHTS_ID = f"random-test-seed{TRITON_TEST_SEED}"
 
 @pytest.fixture(scope="module")
 def int8_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    support.require_triton()
+    require_triton()
     out = tmp_path_factory.mktemp("int8-export")
     export_test_preset(out, "--precision", "fp32,int8")
     return out

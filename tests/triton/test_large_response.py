@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.requires import require_triton
 from tests.triton import support
 
 pytestmark = [pytest.mark.triton, pytest.mark.slow]
@@ -31,7 +32,7 @@ def tiny_server(tmp_path_factory: pytest.TempPathFactory):
 
     from mlsharp.triton.server import TritonServer
 
-    support.require_triton()
+    require_triton()
     out = tmp_path_factory.mktemp("tiny-export")
     command = [
         sys.executable, "-m", "export", "--preset", "tiny", "--random-weights", "--formats", "onnx",

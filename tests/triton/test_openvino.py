@@ -18,6 +18,7 @@ from mlsharp.sample_image import photo_like_jpeg
 from mlsharp.triton.config import parse_pbtxt
 from mlsharp.triton.repository import load_options
 from tests.conftest import TRITON_TEST_SEED, export_test_preset
+from tests.requires import require_triton
 from tests.triton import support
 
 WEIGHTS_ID = f"random-test-seed{TRITON_TEST_SEED}"
@@ -25,7 +26,7 @@ WEIGHTS_ID = f"random-test-seed{TRITON_TEST_SEED}"
 
 @pytest.fixture(scope="module")
 def ov_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    support.require_triton()
+    require_triton()
     out = tmp_path_factory.mktemp("ov-export")
     export_test_preset(out, "--precision", "fp32,ov-fp32")
     return out
@@ -126,7 +127,7 @@ def test_served_ov_bf16_batch_is_the_bf16_runner_under_its_own_model_id(
 def test_export_refuses_bf16_outside_its_bound(tmp_path: Path) -> None:
     """The test preset's tiny random network deviates ~3e-2 of the quaternions' range in bf16 (torch
     autocast alike), over the 2e-2 bound: ``ov-bf16`` exits 1 and writes no repository."""
-    support.require_triton()
+    require_triton()
     if not read_cpu_features().native_bf16:
         pytest.skip("no native bf16 here: OpenVINO computes the bf16 hint in f32, which passes")
     import subprocess
