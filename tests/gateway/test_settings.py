@@ -96,16 +96,13 @@ def test_unreadable_and_malformed_files(tmp_path: Path) -> None:
         load_settings(listing)
 
 
-def test_cli_refuses_to_start_with_a_bad_value() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "gateway", "serve", "--port", "0"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 2
-    assert "invalid setting 'port'" in result.stderr
-    assert "greater than or equal to 1" in result.stderr
+def test_cli_refuses_to_start_with_a_bad_value(capsys: pytest.CaptureFixture[str]) -> None:
+    from gateway.__main__ import main
+
+    assert main(["serve", "--port", "0"]) == 2
+    stderr = capsys.readouterr().err
+    assert "invalid setting 'port'" in stderr
+    assert "greater than or equal to 1" in stderr
 
 
 def test_hash_key_command() -> None:

@@ -4,8 +4,6 @@ everything it produces says so (model id ``...+int8``)."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -56,12 +54,13 @@ def test_export_checks_and_records_the_int8_graph(int8_export: Path) -> None:
     assert json.dumps(options).count('"int8"') == 1
 
 
-def test_int8_is_refused_for_the_gpu_target(tmp_path: Path) -> None:
-    cmd = [sys.executable, "-m", "export", "--preset", "test", "--random-weights", "--precision", "int8",
-           "--target", "gpu", "--out", str(tmp_path)]  # fmt: skip
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
-    assert proc.returncode == 2
-    assert "--precision int8 is for --target cpu" in proc.stderr
+def test_int8_is_refused_for_the_gpu_target(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from export.__main__ import main
+
+    argv = ["--preset", "test", "--random-weights", "--precision", "int8", "--target", "gpu",
+            "--out", str(tmp_path)]  # fmt: skip
+    assert main(argv) == 2
+    assert "--precision int8 is for --target cpu" in capsys.readouterr().err
     assert not (tmp_path / "model_repository").exists()
 
 
