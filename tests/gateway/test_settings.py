@@ -36,7 +36,7 @@ def test_precedence_file_env_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         "0.0.0.0",
         "DEBUG",
     )
-    assert settings.cache_enabled is False  # the seed's no_cache key
+    assert settings.cache_enabled is False  # no_cache, a key older config files still carry
     cli = overrides_from(build_parser().parse_args(["serve", "--port", "9200", "--set", "max_queue=5"]))
     assert cli == {"port": "9200", "max_queue": 5}
     settings = load_settings(config, cli)

@@ -22,7 +22,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO_ROOT / "artifacts" / "web"
 NODE_MODULES = REPO_ROOT / "web" / "node_modules"
 
-# Measured on Debian 12 / Chromium 156 (shared/formats/viewers.md §5): WebGL2 through ANGLE on
+# Measured on Debian 12 / Chromium 156: WebGL2 through ANGLE on
 # SwiftShader, with no deprecation fallback and no sandbox (tests run as root).
 CHROMIUM_ARGS = [
     "--headless=new",
