@@ -119,7 +119,7 @@ def _send(subject: str) -> str:
     return "send" if subject == UPLOAD else "use"
 
 
-def _describe_non_image(data: bytes, subject: str) -> str:
+def _describe_non_image(data: bytes, subject: str = UPLOAD) -> str:
     """Explain what bytes Pillow could not identify look like."""
     sniffed = _sniff_format(data)
     if sniffed is not None:
@@ -141,7 +141,7 @@ def _describe_non_image(data: bytes, subject: str) -> str:
     return f"{subject} is plain text, not an image."
 
 
-def _decode_failure(exc: BaseException, fmt: str, subject: str) -> InvalidImageError:
+def _decode_failure(exc: BaseException, fmt: str, subject: str = UPLOAD) -> InvalidImageError:
     text = str(exc).lower()
     if isinstance(exc, EOFError) or "truncated" in text or "end of file" in text or "eof" in text:
         return InvalidImageError(f"{subject} is not a readable image (truncated {fmt} data).")
@@ -259,7 +259,7 @@ def _is_integer(value: object) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def _check_limits(data: bytes, max_pixels: int, max_bytes: int | None, subject: str) -> None:
+def _check_limits(data: bytes, max_pixels: int, max_bytes: int | None, subject: str = UPLOAD) -> None:
     if not _is_integer(max_pixels) or max_pixels <= 0:
         raise InvalidParameterError(f"max_pixels must be a positive integer, got {max_pixels!r}.")
     if max_bytes is not None and (not _is_integer(max_bytes) or max_bytes < 0):
@@ -272,7 +272,7 @@ def _check_limits(data: bytes, max_pixels: int, max_bytes: int | None, subject: 
         )
 
 
-def _open_checked(data: bytes, max_pixels: int, subject: str) -> Image.Image:
+def _open_checked(data: bytes, max_pixels: int, subject: str = UPLOAD) -> Image.Image:
     """Identify the format and check dimensions from the header; no pixel data is decoded."""
     _register_heif_once()
     try:
