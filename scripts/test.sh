@@ -11,4 +11,4 @@ echo "== ruff"
 ruff check .
 ruff format --check . >/dev/null || { echo "ruff format: files need formatting (run: ruff format .)"; ruff format --check .; exit 1; }
 echo "== pytest"
-exec python -m pytest -q -rs --durations=15 "$@"
+exec python -m pytest -q -rs "$@"  # pyproject adds --durations=15
