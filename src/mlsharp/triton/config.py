@@ -147,28 +147,26 @@ class ModelConfig:
                 raise ValueError(f"{self.name}: instance count must be >= 1")
 
     def to_dict(self) -> dict[str, Any]:
-        """The config as ``model_config.proto``'s JSON mapping (field names as in the proto)."""
-        config: dict[str, Any] = {"name": self.name, "max_batch_size": self.max_batch_size}
-        for key, value in (
-            ("platform", self.platform),
-            ("backend", self.backend),
-            ("default_model_filename", self.default_model_filename),
-        ):
-            if value is not None:
-                config[key] = value
-        config["input"] = [_tensor(t) for t in self.inputs]
-        config["output"] = [_tensor(t) for t in self.outputs]
-        if self.instance_groups:
-            config["instance_group"] = [_group(g) for g in self.instance_groups]
-        if self.dynamic_batching is not None:
-            config["dynamic_batching"] = _batching(self.dynamic_batching)
-        if self.parameters:
-            config["parameters"] = {k: {"string_value": str(v)} for k, v in self.parameters.items()}
-        if self.optimization is not None:
-            config["optimization"] = _optimization(self.optimization)
-        if self.ensemble_steps:
-            config["ensemble_scheduling"] = {"step": [_step(s) for s in self.ensemble_steps]}
-        return config
+        """The config as ``model_config.proto``'s JSON mapping. ``None`` leaves a field unset (a
+        message stays absent) and proto3 drops zeros and empty lists, so nothing here is optional."""
+        return {
+            "name": self.name,
+            "platform": self.platform,
+            "backend": self.backend,
+            "max_batch_size": self.max_batch_size,
+            "default_model_filename": self.default_model_filename,
+            "input": [_input(t) for t in self.inputs],
+            "output": [_tensor(t) for t in self.outputs],
+            "instance_group": [
+                {"kind": g.kind.value, "count": g.count, "gpus": list(g.gpus)} for g in self.instance_groups
+            ],
+            "dynamic_batching": _batching(self.dynamic_batching) if self.dynamic_batching else None,
+            "parameters": {key: {"string_value": str(value)} for key, value in self.parameters.items()},
+            "optimization": _optimization(self.optimization) if self.optimization else None,
+            "ensemble_scheduling": {"step": [_step(s) for s in self.ensemble_steps]}
+            if self.ensemble_steps
+            else None,
+        }
 
     def to_proto(self) -> Any:
         """Validated, then parsed into Triton's own ``ModelConfig`` message (unknown fields raise).
@@ -188,61 +186,51 @@ class ModelConfig:
 
 
 def _tensor(tensor: Tensor) -> dict[str, Any]:
-    found: dict[str, Any] = {
+    return {
         "name": tensor.name,
         "data_type": tensor.data_type.value,
         "dims": list(tensor.dims),
+        "reshape": None if tensor.reshape is None else {"shape": list(tensor.reshape)},
     }
-    if tensor.reshape is not None:
-        found["reshape"] = {"shape": list(tensor.reshape)}
-    if tensor.optional:
-        found["optional"] = True
-    return found
 
 
-def _group(group: InstanceGroup) -> dict[str, Any]:
-    found: dict[str, Any] = {"kind": group.kind.value, "count": group.count}
-    if group.gpus:
-        found["gpus"] = list(group.gpus)
-    return found
+def _input(tensor: Tensor) -> dict[str, Any]:
+    return {**_tensor(tensor), "optional": tensor.optional}  # ModelOutput has no such field
 
 
 def _batching(batching: DynamicBatching) -> dict[str, Any]:
-    found: dict[str, Any] = {"max_queue_delay_microseconds": batching.max_queue_delay_us}
-    if batching.preferred_batch_sizes:
-        found["preferred_batch_size"] = list(batching.preferred_batch_sizes)
-    if batching.preserve_ordering:
-        found["preserve_ordering"] = True
-    if batching.max_queue_size:
-        found["default_queue_policy"] = {"max_queue_size": batching.max_queue_size}
-    return found
+    return {
+        "preferred_batch_size": list(batching.preferred_batch_sizes),
+        "max_queue_delay_microseconds": batching.max_queue_delay_us,
+        "preserve_ordering": batching.preserve_ordering,
+        # 0 = unbounded: no policy message at all, as Triton's default
+        "default_queue_policy": {"max_queue_size": batching.max_queue_size}
+        if batching.max_queue_size
+        else None,
+    }
 
 
-def _accelerator(accelerator: ExecutionAccelerator) -> dict[str, Any]:
-    return {"name": accelerator.name, "parameters": {k: str(v) for k, v in accelerator.parameters.items()}}
+def _accelerators(items: tuple[ExecutionAccelerator, ...]) -> list[dict[str, Any]]:
+    return [{"name": a.name, "parameters": {k: str(v) for k, v in a.parameters.items()}} for a in items]
 
 
 def _optimization(opt: Optimization) -> dict[str, Any]:
-    found: dict[str, Any] = {}
-    if opt.graph_level is not None:
-        found["graph"] = {"level": opt.graph_level}
-    accelerators = {
-        field_name: [_accelerator(a) for a in items]
-        for field_name, items in (
-            ("gpu_execution_accelerator", opt.gpu_accelerators),
-            ("cpu_execution_accelerator", opt.cpu_accelerators),
-        )
-        if items
+    accelerators = opt.gpu_accelerators or opt.cpu_accelerators
+    return {
+        "graph": None if opt.graph_level is None else {"level": opt.graph_level},
+        "execution_accelerators": {
+            "gpu_execution_accelerator": _accelerators(opt.gpu_accelerators),
+            "cpu_execution_accelerator": _accelerators(opt.cpu_accelerators),
+        }
+        if accelerators
+        else None,
+        "input_pinned_memory": None
+        if opt.input_pinned_memory is None
+        else {"enable": opt.input_pinned_memory},
+        "output_pinned_memory": None
+        if opt.output_pinned_memory is None
+        else {"enable": opt.output_pinned_memory},
     }
-    if accelerators:
-        found["execution_accelerators"] = accelerators
-    for field_name, flag in (
-        ("input_pinned_memory", opt.input_pinned_memory),
-        ("output_pinned_memory", opt.output_pinned_memory),
-    ):
-        if flag is not None:
-            found[field_name] = {"enable": flag}
-    return found
 
 
 def _step(step: EnsembleStep) -> dict[str, Any]:
