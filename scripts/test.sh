@@ -13,4 +13,4 @@ ruff format --check . >/dev/null || { echo "ruff format: files need formatting (
 echo "== mypy"
 mypy  # [tool.mypy] in pyproject.toml: strict on src/mlsharp, checked bodies in gateway/
 echo "== pytest"
-exec python -m pytest -q -rs --durations=15 "$@"
+exec python -m pytest -q -rs "$@"  # pyproject adds --durations=15

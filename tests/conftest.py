@@ -20,11 +20,12 @@ from typing import Any
 
 import pytest
 
+from tests.requires import require_executable, require_triton
+
 #: random weights of the exported test preset (the eager comparison uses the same seed)
 TRITON_TEST_SEED = 0
 REPOSITORY_ENV = "MLSHARP_TEST_TRITON_REPOSITORY"
 EXPORT_ENV = "MLSHARP_TEST_TRITON_EXPORT"
-_MODEL_ID_RE = re.compile(r'key: "model_id" value: \{ string_value: "([^"]*)" \}')
 _RANDOM_ID_RE = re.compile(r"random-(?P<preset>\w+)-seed(?P<seed>\d+)")
 
 
@@ -37,16 +38,6 @@ def repository_options(target: str = "cpu", **overrides: object) -> Any:
         "model_id": "random-test-seed0", "random_weights": True, "target": target,
     } | overrides  # fmt: skip
     return RepositoryOptions(**values)
-
-
-def require_triton() -> None:
-    """Skip (with the reason) where the pip tritonserver is not installed."""
-    from mlsharp.triton import paths
-
-    try:
-        paths.find_triton()
-    except paths.TritonNotInstalledError as error:
-        pytest.skip(f"tritonserver is not installed (pip nvidia-pytriton): {error}")
 
 
 def export_test_preset(out: Path, *extra: str, seed: int = TRITON_TEST_SEED, preset: str = "test") -> Path:
@@ -71,13 +62,15 @@ class RepositoryWeights:
 
 def repository_weights(repository: Path) -> RepositoryWeights:
     """Preset and seed from the ``model_id`` the exporter stamped into ``preprocess/config.pbtxt``."""
-    config = (repository / "preprocess" / "config.pbtxt").read_text()
-    found = _MODEL_ID_RE.search(config)
-    assert found, f"{repository}: no model_id parameter in preprocess/config.pbtxt"
-    random_id = _RANDOM_ID_RE.fullmatch(found.group(1))
+    from mlsharp.triton.config import parse_pbtxt
+
+    parameters = parse_pbtxt((repository / "preprocess" / "config.pbtxt").read_text()).parameters
+    assert "model_id" in parameters, f"{repository}: no model_id parameter in preprocess/config.pbtxt"
+    model_id = parameters["model_id"].string_value
+    random_id = _RANDOM_ID_RE.fullmatch(model_id)
     if random_id is None:
-        pytest.skip(f"{repository} serves {found.group(1)!r}, not random weights: no eager twin")
-    return RepositoryWeights(found.group(1), random_id["preset"], int(random_id["seed"]))
+        pytest.skip(f"{repository} serves {model_id!r}, not random weights: no eager twin")
+    return RepositoryWeights(model_id, random_id["preset"], int(random_id["seed"]))
 
 
 @pytest.fixture(scope="session")
@@ -137,3 +130,11 @@ def postgres_server():
 @pytest.fixture
 def postgres_url(postgres_server) -> str:
     return postgres_server.create_database()
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """``@pytest.mark.needs("redis-server", ...)``: the executables must be on PATH (skip here,
+    fail under CI=true, see tests/requires.py)."""
+    for mark in item.iter_markers("needs"):
+        for name in mark.args:
+            require_executable(name)

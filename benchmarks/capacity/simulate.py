@@ -39,9 +39,9 @@ from dataclasses import asdict, dataclass, field
 PROFILES: dict[str, tuple[float, str]] = {
     "gpu-paper-claim": (
         1.0,
-        "ASSUMPTION: the SHARP paper's '< 1 s per image' forward on a 'standard GPU' "
-        "(shared/docs/peers-and-pitfalls.md); not measured by us; excludes decode, unprojection "
-        "and encoding. Replace with a perf_analyzer measurement.",
+        "ASSUMPTION: the SHARP paper's '< 1 s per image' forward on a 'standard GPU'; "
+        "not measured by us; excludes decode, unprojection and encoding. Replace with a "
+        "perf_analyzer measurement.",
     ),
     "h200-network-fp16": (
         8.48,
@@ -53,7 +53,7 @@ PROFILES: dict[str, tuple[float, str]] = {
     "cpu-reference": (
         1.0 / 273.4,
         "MEASURED for the reference implementation, not ours: 273.4 s per 1536x1536 forward, fp32, "
-        "eager PyTorch, 2-core CPU (shared/sharp/reference-facts.md); one instance per 2 cores.",
+        "eager PyTorch, 2-core CPU; one instance per 2 cores.",
     ),
 }
 DEFAULT_POD_START_S = 180.0  # ASSUMPTION: image cached; load 1.4 GB fp16 weights; no TensorRT build

@@ -12,7 +12,6 @@ import argparse
 import gc
 import json
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -22,15 +21,15 @@ from pathlib import Path
 
 import numpy as np
 
-_MODEL_ID_RE = re.compile(r'key: "model_id" value: \{ string_value: "([^"]*)" \}')
-
 
 def repository_model_id(repository: Path) -> str:
     """The ``model_id`` the exporter stamped into the repository."""
-    found = _MODEL_ID_RE.search((repository / "preprocess" / "config.pbtxt").read_text())
-    if not found:
+    from mlsharp.triton.config import parse_pbtxt
+
+    config = parse_pbtxt((repository / "preprocess" / "config.pbtxt").read_text())
+    if "model_id" not in config.parameters:
         raise SystemExit(f"error: {repository} has no model_id parameter")
-    return found.group(1)
+    return config.parameters["model_id"].string_value
 
 
 def same_weights(served_id: str, weights_id: str) -> bool:

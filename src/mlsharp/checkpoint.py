@@ -99,12 +99,22 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt zip, pickle refused by weights_only, truncated file...
-        raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from exc
+        # torch's own text advises weights_only=False, i.e. running the file's pickled code: never relay it
+        raise _not_a_checkpoint(path, "PyTorch cannot read it as a tensor file") from exc
     if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
         obj = obj["state_dict"]
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise CheckpointError(f"checkpoint {path} does not hold a state_dict of tensors")
+        raise _not_a_checkpoint(path, "it does not hold a state_dict of tensors")
     return dict(obj)
+
+
+def _not_a_checkpoint(path: Path, why: str) -> CheckpointError:
+    """Name the file by size and hash, so a truncated download or a wrong file is recognisable."""
+    size = path.stat().st_size
+    return CheckpointError(
+        f"{path} is not a valid SHARP checkpoint ({size:,} bytes, sha256 {sha256_file(path)[:12]}...): "
+        f"{why}. Download it again, or pass the official {OFFICIAL_FILENAME} with --checkpoint."
+    )
 
 
 def _listed(keys: list[str]) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -85,6 +86,21 @@ def _add_tune_parser(commands: argparse._SubParsersAction) -> None:  # type: ign
     add_parser(commands)
 
 
+def _prepare_output_dir(path: Path) -> None:
+    """Create ``-o DIR`` or say why it cannot be (not a bare "file not found" from the first write)."""
+    from mlsharp.errors import InvalidParameterError
+
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError as exc:
+        raise InvalidParameterError(f"cannot create the output directory {path}: it is a file") from exc
+    except OSError as exc:
+        reason = "a parent is a file" if isinstance(exc, NotADirectoryError) else exc.strerror
+        raise InvalidParameterError(f"cannot create the output directory {path}: {reason}") from exc
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise InvalidParameterError(f"the output directory {path} is not writable")
+
+
 def _run_predict(args: argparse.Namespace) -> int:
     from mlsharp.checkpoint import load_predictor
     from mlsharp.imaging import load_image
@@ -105,6 +121,7 @@ def _run_predict(args: argparse.Namespace) -> int:
         device=args.device,
         download=not args.no_download,
     )
+    _prepare_output_dir(args.output_dir)  # before the network's minutes, after every cheaper check
     pipeline = ScenePipeline(loaded, device=args.device)
     for path, image in decoded:
         scene = pipeline.predict(image, formats)

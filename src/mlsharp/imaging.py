@@ -110,33 +110,42 @@ def _declared_size(data: bytes, sniffed: str) -> tuple[int, int] | None:
     return None
 
 
-def _describe_non_image(data: bytes) -> str:
+#: how decode_image names its data by default: the gateway's 4xx messages speak of "the upload"
+UPLOAD = "The upload"
+
+
+def _send(subject: str) -> str:
+    """What the person should do with a supported file: send it (upload) or use it (local file)."""
+    return "send" if subject == UPLOAD else "use"
+
+
+def _describe_non_image(data: bytes, subject: str = UPLOAD) -> str:
     """Explain what bytes Pillow could not identify look like."""
     sniffed = _sniff_format(data)
     if sniffed is not None:
         size = _declared_size(data, sniffed)
         if size is not None and 0 in size:
             return f"The image has no pixels ({size[0]}x{size[1]} declared in its {sniffed} header)."
-        return f"The upload is not a readable image (truncated or corrupt {sniffed} data)."
+        return f"{subject} is not a readable image (truncated or corrupt {sniffed} data)."
     head = data[:512].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
     if head.startswith((b"<!doctype html", b"<html", b"<head", b"<body")) or b"<html" in head:
-        return "The upload is an HTML document, not an image (did you save a web page instead of the photo?)."
+        return f"{subject} is an HTML document, not an image (did you save a web page instead of the photo?)."
     if head.startswith((b"<?xml", b"<svg")) or b"<svg" in head:
-        return f"The upload is an XML/SVG document, not a raster image; send {_SUPPORTED_TEXT}."
+        return f"{subject} is an XML/SVG document, not a raster image; {_send(subject)} {_SUPPORTED_TEXT}."
     if head.startswith((b"{", b"[")):
-        return "The upload looks like JSON text, not an image."
+        return f"{subject} looks like JSON text, not an image."
     try:
         data[:4096].decode("utf-8")
     except UnicodeDecodeError:
-        return f"The upload is not a readable image; supported formats are {_SUPPORTED_TEXT}."
-    return "The upload is plain text, not an image."
+        return f"{subject} is not a readable image; supported formats are {_SUPPORTED_TEXT}."
+    return f"{subject} is plain text, not an image."
 
 
-def _decode_failure(exc: BaseException, fmt: str) -> InvalidImageError:
+def _decode_failure(exc: BaseException, fmt: str, subject: str = UPLOAD) -> InvalidImageError:
     text = str(exc).lower()
     if isinstance(exc, EOFError) or "truncated" in text or "end of file" in text or "eof" in text:
-        return InvalidImageError(f"The upload is not a readable image (truncated {fmt} data).")
-    return InvalidImageError(f"The upload is not a readable image (corrupt {fmt} data).")
+        return InvalidImageError(f"{subject} is not a readable image (truncated {fmt} data).")
+    return InvalidImageError(f"{subject} is not a readable image (corrupt {fmt} data).")
 
 
 def _too_large(width_px: int, height_px: int, max_pixels: int) -> ImageTooLargeError:
@@ -250,20 +259,20 @@ def _is_integer(value: object) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def _check_limits(data: bytes, max_pixels: int, max_bytes: int | None) -> None:
+def _check_limits(data: bytes, max_pixels: int, max_bytes: int | None, subject: str = UPLOAD) -> None:
     if not _is_integer(max_pixels) or max_pixels <= 0:
         raise InvalidParameterError(f"max_pixels must be a positive integer, got {max_pixels!r}.")
     if max_bytes is not None and (not _is_integer(max_bytes) or max_bytes < 0):
         raise InvalidParameterError(f"max_bytes must be a non-negative integer or None, got {max_bytes!r}.")
     if len(data) == 0:
-        raise InvalidImageError("The upload is empty (0 bytes); send an image file.")
+        raise InvalidImageError(f"{subject} is empty (0 bytes); {_send(subject)} an image file.")
     if max_bytes is not None and len(data) > max_bytes:
         raise ImageTooLargeError(
-            f"The upload is too large: {len(data):,} bytes exceeds the limit of {max_bytes:,} bytes."
+            f"{subject} is too large: {len(data):,} bytes exceeds the limit of {max_bytes:,} bytes."
         )
 
 
-def _open_checked(data: bytes, max_pixels: int) -> Image.Image:
+def _open_checked(data: bytes, max_pixels: int, subject: str = UPLOAD) -> Image.Image:
     """Identify the format and check dimensions from the header; no pixel data is decoded."""
     _register_heif_once()
     try:
@@ -274,9 +283,9 @@ def _open_checked(data: bytes, max_pixels: int) -> Image.Image:
             "it is too large to decode."
         ) from exc
     except UnidentifiedImageError as exc:
-        raise InvalidImageError(_describe_non_image(data)) from exc
+        raise InvalidImageError(_describe_non_image(data, subject)) from exc
     except Exception as exc:  # plugin errors while reading the header
-        raise _decode_failure(exc, _sniff_format(data) or "image") from exc
+        raise _decode_failure(exc, _sniff_format(data) or "image", subject) from exc
     width_px, height_px = image.size
     if width_px <= 0 or height_px <= 0 or width_px * height_px > max_pixels:
         image.close()
@@ -294,11 +303,13 @@ def decode_image(
     focal_px: float | None = None,
     focal_mm: float | None = None,
     auto_orient: bool = True,
+    subject: str = UPLOAD,
 ) -> DecodedImage:
     """Decode an uploaded image file into upright 8-bit RGB and its focal length in pixels.
 
     Animated/multi-page files yield their first frame. ``focal_px`` / ``focal_mm`` (35 mm
-    equivalent) override EXIF and are mutually exclusive.
+    equivalent) override EXIF and are mutually exclusive. ``subject`` names the data in error
+    messages: the gateway's clients sent an upload, the CLI's user named an image file.
 
     Raises:
         InvalidImageError: empty, truncated, corrupt, non-image or unsupported data.
@@ -308,10 +319,10 @@ def decode_image(
     if not isinstance(data, bytes | bytearray | memoryview):
         raise InvalidParameterError(f"Image data must be bytes, got {type(data).__name__}.")
     data = bytes(data)
-    _check_limits(data, max_pixels, max_bytes)
+    _check_limits(data, max_pixels, max_bytes, subject)
     validate_focal_overrides(focal_px, focal_mm)  # fail fast, before spending time decoding
 
-    image = _open_checked(data, max_pixels)
+    image = _open_checked(data, max_pixels, subject)
     fmt = _FORMAT_ALIASES.get(image.format or "", image.format or "image")
     try:
         with image:
@@ -325,7 +336,7 @@ def decode_image(
     except MemoryError as exc:
         raise ImageTooLargeError("The image is too large to decode in the available memory.") from exc
     except Exception as exc:  # OSError, ValueError, SyntaxError, struct.error, libheif errors...
-        raise _decode_failure(exc, fmt) from exc
+        raise _decode_failure(exc, fmt, subject) from exc
 
     if not auto_orient:
         orientation = 1
@@ -357,4 +368,5 @@ def load_image(path: str | os.PathLike[str], **kwargs: Any) -> DecodedImage:
             data = handle.read()
     except OSError as exc:
         raise InvalidImageError(f"Cannot read image file {os.fspath(path)!r}: {exc.strerror}.") from exc
+    kwargs.setdefault("subject", f"The image file {os.fspath(path)!r}")
     return decode_image(data, **kwargs)

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.requires import missing
+
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "validate-deploy.sh"
 TOOLS = Path(os.environ.get("MLSHARP_DEPLOY_TOOLS", ROOT / ".venv" / "deploy-tools"))
@@ -33,7 +35,7 @@ def run_validation(*groups: str, root: Path | None = None) -> subprocess.Complet
         cmd = ["bash", str(SCRIPT), "--no-install", *groups]
     res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     if res.returncode == 3 or (root is not None and not TOOLS_PY.exists()):
-        pytest.skip(SKIP_REASON)
+        missing(SKIP_REASON)
     return res
 
 
@@ -56,7 +58,7 @@ COPIED = [
 @pytest.fixture
 def tree(tmp_path: Path) -> Path:
     if not TOOLS_PY.exists():
-        pytest.skip(SKIP_REASON)
+        missing(SKIP_REASON)
     for rel in COPIED:
         src, dst = ROOT / rel, tmp_path / rel
         dst.parent.mkdir(parents=True, exist_ok=True)

@@ -22,11 +22,9 @@ from gateway.errors import Overloaded
 from gateway.service.limits_redis import LimitsRedis
 from tests.gateway.fake_triton import FakeTriton
 from tests.gateway.support import FakeBackend, png_bytes
-from tests.gateway.test_redis import REDIS_SERVER, RedisProcess
+from tests.gateway.test_redis import RedisProcess
 
-pytestmark = pytest.mark.skipif(
-    REDIS_SERVER is None, reason="redis-server is not installed (Debian package redis-server)"
-)
+pytestmark = pytest.mark.needs("redis-server")
 
 
 @pytest.fixture

@@ -20,9 +20,7 @@ from tests.gateway.support import FakeBackend, png_bytes, wait_for
 
 REDIS_SERVER = shutil.which("redis-server")
 NO_PERSISTENCE = ("--save", "", "--appendonly", "no", "--dir")
-pytestmark = pytest.mark.skipif(
-    REDIS_SERVER is None, reason="redis-server is not installed (Debian package redis-server)"
-)
+pytestmark = pytest.mark.needs("redis-server")
 
 
 class RedisProcess:

@@ -1,6 +1,6 @@
 """A new app instance on the same SQLite file and results folder loses nothing.
 
-Covers what the seed got wrong (results wiped on restart): a job interrupted mid-way resumes
+Results survive a restart (they must never be wiped by one): a job interrupted mid-way resumes
 from its first unfinished file, an undelivered webhook is retried by the new process, earlier
 downloads keep working, and only the TTL removes results.
 """

@@ -17,8 +17,9 @@ from hypothesis import HealthCheck, given, settings
 from gateway.app import create_app
 from gateway.settings import Settings
 from tests.gateway.support import FakeBackend
+from tests.requires import require_module
 
-schemathesis = pytest.importorskip("schemathesis")
+schemathesis = require_module("schemathesis", "pip install -e .[test]")
 from schemathesis.checks import not_a_server_error  # noqa: E402
 
 

@@ -24,20 +24,15 @@ from fastapi.testclient import TestClient
 from gateway.app import create_app
 from gateway.backends.triton import TritonBackend
 from tests.gateway.support import jpeg_bytes, wait_for
+from tests.requires import require_triton
 
 pytestmark = [pytest.mark.triton, pytest.mark.slow]
 
 
 def _require_triton() -> Any:
-    try:
-        from mlsharp.triton import paths
-        from mlsharp.triton.server import TritonServer
-    except ImportError as error:
-        pytest.skip(f"mlsharp.triton.server is not available: {error}")
-    try:
-        paths.find_triton()
-    except paths.TritonNotInstalledError as error:
-        pytest.skip(f"tritonserver is not installed (pip nvidia-pytriton): {error}")
+    from mlsharp.triton.server import TritonServer
+
+    require_triton()
     return TritonServer
 
 

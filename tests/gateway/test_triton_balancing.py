@@ -17,8 +17,8 @@ from fastapi.testclient import TestClient
 
 from gateway.app import create_app
 from gateway.backends.triton import TritonBackend
-from tests.conftest import require_triton
 from tests.gateway.support import jpeg_bytes, wait_for
+from tests.requires import require_triton
 
 pytestmark = [pytest.mark.triton, pytest.mark.slow]
 

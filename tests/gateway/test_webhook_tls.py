@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import re
-import shutil
 import socket
 import ssl
 import subprocess
@@ -19,7 +18,7 @@ import pytest
 from gateway.service.ssrf import Target
 from gateway.service.webhook_http import AttemptFailed, build_client, post_pinned
 
-pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+pytestmark = pytest.mark.needs("openssl")
 
 
 def self_signed(folder: Path, name: str) -> tuple[Path, Path]:

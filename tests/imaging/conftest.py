@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.requires import missing, require_module
+
 
 @pytest.fixture
 def asym_rgb() -> np.ndarray:
@@ -20,10 +22,10 @@ def asym_rgb() -> np.ndarray:
 
 @pytest.fixture(scope="session")
 def heic_encoder() -> Callable[[np.ndarray], bytes]:
-    """Lossless HEIC encoder (identity matrix, 4:4:4), or skip when libheif cannot encode."""
-    pillow_heif = pytest.importorskip("pillow_heif", reason="pillow-heif is not installed")
+    """Lossless HEIC encoder (identity matrix, 4:4:4); libheif must be able to encode."""
+    pillow_heif = require_module("pillow_heif", "a core dependency: pip install pillow-heif")
     if not pillow_heif.libheif_info().get("HEIF"):
-        pytest.skip("this libheif build has no HEVC encoder")
+        missing("this libheif build has no HEVC encoder")
 
     def encode(rgb: np.ndarray) -> bytes:
         buffer = io.BytesIO()

@@ -8,6 +8,7 @@ from imaging_factory import asymmetric_rgb, encode, png16, raw_tiff
 from PIL import Image, features
 
 from mlsharp.imaging import DecodedImage, decode_image, load_image
+from tests.requires import missing
 
 # Two flat halves survive lossy codecs almost exactly, so lossy round trips can be checked tightly.
 _HALVES = np.zeros((16, 32, 3), np.uint8)
@@ -43,7 +44,7 @@ def test_lossless_round_trip_is_exact(fmt: str, save_kwargs: dict, expected_form
 @pytest.mark.parametrize("fmt", ["JPEG", "WEBP", "AVIF"])
 def test_lossy_round_trip_keeps_colours(fmt: str) -> None:
     if fmt == "AVIF" and not features.check("avif"):
-        pytest.skip("this Pillow build has no AVIF codec")
+        missing("this Pillow build has no AVIF codec")
     decoded = decode_image(encode(Image.fromarray(_HALVES), fmt, quality=95))
     _assert_rgb_contract(decoded, 32, 16)
     assert decoded.source_format == fmt

@@ -16,7 +16,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def shared_dir() -> Path:
-    """Reference material: $MLSHARP_SHARED_DIR, else <repo>/../shared (where CI mounts it)."""
+    """Where the official checkpoint's key list is read from: $MLSHARP_SHARED_DIR, else a ``shared``
+    folder beside the checkout (where CI mounts it)."""
     env = os.environ.get("MLSHARP_SHARED_DIR")
     return Path(env) if env else REPO_ROOT.parent / "shared"
 

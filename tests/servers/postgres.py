@@ -18,9 +18,8 @@ import time
 import uuid
 from pathlib import Path
 
-import pytest
-
 from mlsharp.triton.server import free_port
+from tests.requires import missing
 
 
 def postgres_bin() -> Path | None:
@@ -33,14 +32,10 @@ def postgres_bin() -> Path | None:
 
 
 def require_postgres() -> Path:
-    """The bin folder, or a skip (a failure under CI=true: a missing real component must not
-    pass as skips)."""
+    """The bin folder, or :func:`tests.requires.missing` (a failure under CI=true)."""
     found = postgres_bin()
     if found is None:
-        message = "PostgreSQL is not installed (Debian package postgresql; scripts/setup.sh installs it)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        missing("PostgreSQL is not installed (Debian package postgresql; scripts/setup.sh installs it)")
     return found
 
 

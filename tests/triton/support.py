@@ -9,21 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
 import torch
 
 #: raised gRPC limits: a full-size PLY is ~66 MB, over gRPC's 4 MB default
 GRPC_CHANNEL_ARGS = [("grpc.max_receive_message_length", 1 << 30), ("grpc.max_send_message_length", 1 << 30)]
-
-
-def require_triton() -> None:
-    """Skip (with the reason) where the tritonserver wheel is not installed."""
-    from mlsharp.triton import paths
-
-    try:
-        paths.find_triton()
-    except paths.TritonNotInstalledError as error:
-        pytest.skip(f"tritonserver is not installed (pip nvidia-pytriton): {error}")
 
 
 def grpc_client(url: str) -> Any:

@@ -4,8 +4,6 @@ everything it produces says so (model id ``...+int8``)."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +12,9 @@ import numpy as np
 import pytest
 
 from mlsharp.sample_image import photo_like_jpeg
+from mlsharp.triton.config import parse_pbtxt
 from tests.conftest import TRITON_TEST_SEED, export_test_preset
+from tests.requires import require_triton
 from tests.triton import support
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,7 +23,7 @@ WEIGHTS_ID = f"random-test-seed{TRITON_TEST_SEED}"
 
 @pytest.fixture(scope="module")
 def int8_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    support.require_triton()
+    require_triton()
     out = tmp_path_factory.mktemp("int8-export")
     export_test_preset(out, "--precision", "fp32,int8")
     return out
@@ -48,18 +48,19 @@ def test_export_checks_and_records_the_int8_graph(int8_export: Path) -> None:
     assert {d["name"] for d in int8_check["diffs"]} >= {"mean_vectors", "opacities"}
     sharp_dir = int8_export / "model_repository" / "sharp"
     assert (sharp_dir / "1" / "model.int8.onnx").is_file() and (sharp_dir / "1" / "model.onnx").is_file()
-    config = (sharp_dir / "config.pbtxt").read_text()
-    assert 'key: "onnx_file" value: { string_value: "model.int8.onnx" }' in config
+    config = parse_pbtxt((sharp_dir / "config.pbtxt").read_text())
+    assert config.parameters["onnx_file"].string_value == "model.int8.onnx"
     options = json.loads((int8_export / "model_repository" / "repository.json").read_text())
     assert json.dumps(options).count('"int8"') == 1
 
 
-def test_int8_is_refused_for_the_gpu_target(tmp_path: Path) -> None:
-    cmd = [sys.executable, "-m", "export", "--preset", "test", "--random-weights", "--precision", "int8",
-           "--target", "gpu", "--out", str(tmp_path)]  # fmt: skip
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
-    assert proc.returncode == 2
-    assert "--precision int8 is for --target cpu" in proc.stderr
+def test_int8_is_refused_for_the_gpu_target(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from export.__main__ import main
+
+    argv = ["--preset", "test", "--random-weights", "--precision", "int8", "--target", "gpu",
+            "--out", str(tmp_path)]  # fmt: skip
+    assert main(argv) == 2
+    assert "--precision int8 is for --target cpu" in capsys.readouterr().err
     assert not (tmp_path / "model_repository").exists()
 
 

@@ -1,83 +1,113 @@
-"""A full-size scene through the ensemble over gRPC: the ``tiny`` preset keeps the real 1536 px
-working size and 1,179,648 gaussians (a 66 MB PLY) with a 1.1 M-parameter network.
+"""A ~70 MB response over gRPC and HTTP: the message sizes a full-size scene needs (the ``full``
+preset's PLY is 1,179,648 gaussians x 56 bytes, 66 MB).
 
-Why its own export and server: the shared session server runs the 512 px ``test`` preset, whose PLY
-is 7.3 MB (already over gRPC's 4 MB default). This checks the sizes production sees: ~66 MB through
-the python backend's shared memory (regions grow from 16 MiB) and one gRPC message with raised
-limits. Costs ~1.5 min of export (its numeric check included) and ~0.5 min serving on 2 cores.
+Why a model of its own that only returns bytes: what is tested is message-size handling (the
+python backend's shared memory, whose regions grow from 16 MiB; one gRPC message with raised
+limits; gRPC's 4 MiB default refusing it), not the network that fills the message. Exporting the
+1536 px preset for it cost ~1.5 min; this model loads in seconds.
 """
 
 from __future__ import annotations
 
-import io
-import json
-import sys
-from pathlib import Path
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pytest
 
+from mlsharp.triton.config import DataType, InstanceGroup, ModelConfig, Tensor
+from tests.requires import require_triton
 from tests.triton import support
 
 pytestmark = [pytest.mark.triton, pytest.mark.slow]
 
-FULL_GAUSSIANS = 1_179_648
-PLY_VERTEX_BYTES = 14 * 4
+RESPONSE_BYTES = 70_000_000  # over 64 MiB, as a full-size PLY is close to it
+MODEL = "blob"
+#: returns ``size_bytes`` bytes of a known pattern (byte i is i % 251) as one BYTES element
+BLOB_MODEL_PY = """
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        responses = []
+        for request in requests:
+            size = int(pb_utils.get_input_tensor_by_name(request, "size_bytes").as_numpy().reshape(-1)[0])
+            blob = (bytes(range(251)) * (size // 251 + 1))[:size]
+            out = pb_utils.Tensor("blob", np.array([blob], dtype=np.object_))
+            responses.append(pb_utils.InferenceResponse(output_tensors=[out]))
+        return responses
+"""
+
+
+def _expected(size: int) -> bytes:
+    return (bytes(range(251)) * (size // 251 + 1))[:size]
 
 
 @pytest.fixture(scope="module")
-def tiny_server(tmp_path_factory: pytest.TempPathFactory):
-    import subprocess
-
+def blob_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     from mlsharp.triton.server import TritonServer
 
-    support.require_triton()
-    out = tmp_path_factory.mktemp("tiny-export")
-    command = [
-        sys.executable, "-m", "export", "--preset", "tiny", "--random-weights", "--formats", "onnx",
-        "--fp64-floor", "off", "--verify-batch", "1", "--max-batch-size", "1",
-        "--preprocess-instances", "1", "--postprocess-instances", "1", "--out", str(out),
-    ]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True, timeout=1200)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    # Triton 2.51 sometimes keeps the ensemble "live" after a client refused a response (seen in 2 of
-    # 6 runs after test_grpcs_default_4_mib_receive_limit_refuses_it): its stop then waits the whole
-    # exit timeout and exits 1. Clean stops are test_server_lifecycle.py's job; bound the wait here.
-    with TritonServer(out / "model_repository", exit_timeout_s=10) as server:
+    require_triton()
+    repository = tmp_path_factory.mktemp("blob-repository")
+    config = ModelConfig(
+        name=MODEL,
+        max_batch_size=0,
+        inputs=(Tensor("size_bytes", DataType.INT64, (1,)),),
+        outputs=(Tensor("blob", DataType.STRING, (1,)),),
+        backend="python",
+        instance_groups=(InstanceGroup(count=1),),
+    )
+    (repository / MODEL / "1").mkdir(parents=True)
+    (repository / MODEL / "config.pbtxt").write_text(config.to_pbtxt())
+    (repository / MODEL / "1" / "model.py").write_text(BLOB_MODEL_PY)
+    # Triton 2.51 has kept a model "live" after a client refused its response; a stop then waits the
+    # whole exit timeout. Clean stops are test_server_lifecycle.py's job; bound the wait here.
+    with TritonServer(repository, exit_timeout_s=3) as server:
         yield server
 
 
-def test_a_66_mb_ply_comes_back_over_grpc_with_raised_limits(tiny_server) -> None:
-    from plyfile import PlyData
+def _grpc_infer(client: Any, size: int) -> bytes:
+    import tritonclient.grpc as grpcclient
 
-    from mlsharp.sample_image import photo_like_jpeg
-
-    client = support.grpc_client(tiny_server.grpc_url)  # max send/receive raised to 1 GiB
-    scenes, metadata = support.infer_grpc(client, [photo_like_jpeg(1024, 768, seed=2)], "ply")
-    scene = scenes[0]
-    assert len(scene) > FULL_GAUSSIANS * PLY_VERTEX_BYTES  # 66,060,288 bytes of vertices + header
-    assert len(scene) < FULL_GAUSSIANS * PLY_VERTEX_BYTES + 4096
-    ply = PlyData.read(io.BytesIO(scene))
-    vertex = ply["vertex"].data
-    assert len(vertex) == FULL_GAUSSIANS
-    assert np.isfinite(np.stack([vertex[c] for c in "xyz"], 1)).all()
-    meta = json.loads(metadata[0])
-    assert meta["random_weights"] is True and meta["working_size_px"] == 1536
-    assert Path(tiny_server.repository, "sharp", "1", "model.onnx").is_file()
+    tensor = grpcclient.InferInput("size_bytes", [1], "INT64")
+    tensor.set_data_from_numpy(np.array([size], dtype=np.int64))
+    result = client.infer(MODEL, [tensor], client_timeout=300)
+    return bytes(result.as_numpy("blob")[0])
 
 
-def test_grpcs_default_4_mib_receive_limit_refuses_it(tiny_server) -> None:
+def test_a_70_mb_response_comes_back_over_grpc_with_raised_limits(blob_server) -> None:
+    client = support.grpc_client(blob_server.grpc_url)  # max send/receive raised to 1 GiB
+    blob = _grpc_infer(client, RESPONSE_BYTES)
+    client.close()
+    assert len(blob) == RESPONSE_BYTES
+    assert blob == _expected(RESPONSE_BYTES)
+
+
+def test_a_70_mb_response_comes_back_over_http(blob_server) -> None:
+    import tritonclient.http as httpclient
+
+    client = httpclient.InferenceServerClient(blob_server.http_url, network_timeout=300)
+    tensor = httpclient.InferInput("size_bytes", [1], "INT64")
+    tensor.set_data_from_numpy(np.array([RESPONSE_BYTES], dtype=np.int64))
+    output = httpclient.InferRequestedOutput("blob", binary_data=True)
+    blob = bytes(client.infer(MODEL, [tensor], outputs=[output]).as_numpy("blob")[0])
+    client.close()
+    assert blob == _expected(RESPONSE_BYTES)
+
+
+def test_grpcs_default_4_mib_receive_limit_refuses_it(blob_server) -> None:
     """Why the limits are raised: a client left at gRPC's 4 MiB default cannot take the scene."""
     import tritonclient.grpc as grpcclient
     from tritonclient.utils import InferenceServerException
 
-    from mlsharp.sample_image import photo_like_jpeg
-
     client = grpcclient.InferenceServerClient(
-        tiny_server.grpc_url, channel_args=[("grpc.max_receive_message_length", 4 * 1024 * 1024)]
+        blob_server.grpc_url, channel_args=[("grpc.max_receive_message_length", 4 * 1024 * 1024)]
     )
+    assert len(_grpc_infer(client, 1_000_000)) == 1_000_000  # a small response still passes
     with pytest.raises(InferenceServerException) as refused:
-        support.infer_grpc(client, [photo_like_jpeg(320, 240, seed=3)], "ply")
+        _grpc_infer(client, 5 * 1024 * 1024)
     client.close()
     assert refused.value.status() == "StatusCode.RESOURCE_EXHAUSTED", str(refused.value)
     assert "larger than max" in refused.value.message()

@@ -15,8 +15,10 @@ import pytest
 from export.repository import write_repository
 from mlsharp.cpu_features import read_cpu_features
 from mlsharp.sample_image import photo_like_jpeg
+from mlsharp.triton.config import parse_pbtxt
 from mlsharp.triton.repository import load_options
 from tests.conftest import TRITON_TEST_SEED, export_test_preset
+from tests.requires import require_triton
 from tests.triton import support
 
 WEIGHTS_ID = f"random-test-seed{TRITON_TEST_SEED}"
@@ -24,7 +26,7 @@ WEIGHTS_ID = f"random-test-seed{TRITON_TEST_SEED}"
 
 @pytest.fixture(scope="module")
 def ov_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    support.require_triton()
+    require_triton()
     out = tmp_path_factory.mktemp("ov-export")
     export_test_preset(out, "--precision", "fp32,ov-fp32")
     return out
@@ -79,9 +81,9 @@ def test_export_checks_and_records_the_openvino_fp32_runner(ov_export: Path) -> 
     assert (manifest["served_runtime"], manifest["served_precision"]) == ("openvino", "fp32")
     ov_check = next(c for c in manifest["checks"] if c["runtime"] == "openvino-cpu")
     assert ov_check["ok"] and (ov_check["rtol"], ov_check["atol"]) == (1e-3, 1e-4)
-    config = (ov_export / "model_repository" / "sharp" / "config.pbtxt").read_text()
-    assert 'key: "runtime" value: { string_value: "openvino" }' in config
-    assert 'key: "onnx_file" value: { string_value: "model.onnx" }' in config
+    config = parse_pbtxt((ov_export / "model_repository" / "sharp" / "config.pbtxt").read_text())
+    assert config.parameters["runtime"].string_value == "openvino"
+    assert config.parameters["onnx_file"].string_value == "model.onnx"
     options = load_options(ov_export / "model_repository")
     assert (options.runtime, options.precision, options.model_id) == (
         "openvino",
@@ -125,7 +127,7 @@ def test_served_ov_bf16_batch_is_the_bf16_runner_under_its_own_model_id(
 def test_export_refuses_bf16_outside_its_bound(tmp_path: Path) -> None:
     """The test preset's tiny random network deviates ~3e-2 of the quaternions' range in bf16 (torch
     autocast alike), over the 2e-2 bound: ``ov-bf16`` exits 1 and writes no repository."""
-    support.require_triton()
+    require_triton()
     if not read_cpu_features().native_bf16:
         pytest.skip("no native bf16 here: OpenVINO computes the bf16 hint in f32, which passes")
     import subprocess

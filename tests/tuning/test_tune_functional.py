@@ -25,6 +25,7 @@ from mlsharp.triton.server import TritonServer
 from mlsharp_tools.perf import run as perf_run
 from mlsharp_tools.tuning import sweep as sweep_mod
 from mlsharp_tools.tuning.apply import with_fields
+from tests.requires import missing
 
 pytestmark = [pytest.mark.triton, pytest.mark.slow]
 
@@ -35,7 +36,7 @@ def _perf_analyzer() -> None:
     try:
         PerfAnalyzer().ensure()
     except (PerfToolError, subprocess.CalledProcessError) as error:
-        pytest.skip(f"perf_analyzer from tritonclient==2.50.0 cannot be installed/run here: {error}")
+        missing(f"perf_analyzer from tritonclient==2.50.0 cannot be installed/run here: {error}")
 
 
 def _copy_repository(export_dir: Path, dest: Path) -> Path:

@@ -15,12 +15,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.requires import missing
+
 CHROMIUM = Path(os.environ.get("MLSHARP_CHROMIUM", "/usr/bin/chromium"))
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO_ROOT / "artifacts" / "web"
 NODE_MODULES = REPO_ROOT / "web" / "node_modules"
 
-# Measured on Debian 12 / Chromium 156 (shared/formats/viewers.md §5): WebGL2 through ANGLE on
+# Measured on Debian 12 / Chromium 156: WebGL2 through ANGLE on
 # SwiftShader, with no deprecation fallback and no sandbox (tests run as root).
 CHROMIUM_ARGS = [
     "--headless=new",
@@ -62,7 +64,7 @@ def ensure_node_modules() -> None:
 
 def _require_browser() -> None:
     if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing: install Debian's Chromium (apt-get install -y chromium)")
+        missing(f"{CHROMIUM} is missing: install Debian's Chromium (apt-get install -y chromium)")
     ensure_node_modules()
 
 
@@ -72,8 +74,7 @@ def browser():
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        # Until pyproject's test extras list it: say so loudly rather than fail the whole suite.
-        pytest.skip("the `playwright` Python package is not installed (pip install playwright==1.65.2)")
+        missing("the `playwright` Python package is not installed (pip install playwright==1.65.2)")
     with sync_playwright() as p:
         chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
         try:

@@ -1,16 +1,18 @@
-"""Typed Triton model configurations rendered to ``config.pbtxt`` text.
+"""Typed Triton model configurations rendered to ``config.pbtxt`` through Triton's own schema.
 
 Why typed: hand-written pbtxt drifts from the code that feeds it (tensor names, dims, batch
-limits). Building configs from dataclasses lets the exporter derive dims from the preset and lets
-tests parse every generated file back through Triton's own protobuf schema. Only the fields this
-project uses are modelled; the text follows protobuf text format (``model_config.proto``).
+limits). Building configs from dataclasses lets the exporter derive dims from the preset. Only the
+fields this project uses are modelled; each config becomes a dict in ``model_config.proto``'s JSON
+mapping, is parsed into its ``ModelConfig`` message (a misspelt field or enum raises there, not at
+Triton's load) and printed by protobuf's own text format writer, so no escaping is done by hand.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 
 class DataType(StrEnum):
@@ -144,125 +146,107 @@ class ModelConfig:
             if group.count < 1:
                 raise ValueError(f"{self.name}: instance count must be >= 1")
 
-    def to_pbtxt(self) -> str:
-        """Render as protobuf text format, validated first."""
+    def to_dict(self) -> dict[str, Any]:
+        """The config as ``model_config.proto``'s JSON mapping. ``None`` leaves a field unset (a
+        message stays absent) and proto3 drops zeros and empty lists, so nothing here is optional."""
+        return {
+            "name": self.name,
+            "platform": self.platform,
+            "backend": self.backend,
+            "max_batch_size": self.max_batch_size,
+            "default_model_filename": self.default_model_filename,
+            "input": [_input(t) for t in self.inputs],
+            "output": [_tensor(t) for t in self.outputs],
+            "instance_group": [
+                {"kind": g.kind.value, "count": g.count, "gpus": list(g.gpus)} for g in self.instance_groups
+            ],
+            "dynamic_batching": _batching(self.dynamic_batching) if self.dynamic_batching else None,
+            "parameters": {key: {"string_value": str(value)} for key, value in self.parameters.items()},
+            "optimization": _optimization(self.optimization) if self.optimization else None,
+            "ensemble_scheduling": {"step": [_step(s) for s in self.ensemble_steps]}
+            if self.ensemble_steps
+            else None,
+        }
+
+    def to_proto(self) -> Any:
+        """Validated, then parsed into Triton's own ``ModelConfig`` message (unknown fields raise).
+
+        Imported here so that code reading only the dataclasses needs no tritonclient/grpc."""
+        from google.protobuf import json_format
+        from tritonclient.grpc import model_config_pb2
+
         self.validate()
-        return "\n".join(_model_lines(self)) + "\n"
+        return json_format.ParseDict(self.to_dict(), model_config_pb2.ModelConfig())
+
+    def to_pbtxt(self) -> str:
+        """Render as protobuf text format (what Triton reads as ``config.pbtxt``)."""
+        from google.protobuf import text_format
+
+        text: str = text_format.MessageToString(self.to_proto())
+        return text
 
 
-def _quote(text: str) -> str:
-    """A protobuf text-format string literal (C-style escapes, UTF-8 passed through)."""
-    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t")
-    return f'"{escaped}"'
+def _tensor(tensor: Tensor) -> dict[str, Any]:
+    return {
+        "name": tensor.name,
+        "data_type": tensor.data_type.value,
+        "dims": list(tensor.dims),
+        "reshape": None if tensor.reshape is None else {"shape": list(tensor.reshape)},
+    }
 
 
-def _dims(values: tuple[int, ...]) -> str:
-    return "[ " + ", ".join(str(int(v)) for v in values) + " ]" if values else "[ ]"
+def _input(tensor: Tensor) -> dict[str, Any]:
+    return {**_tensor(tensor), "optional": tensor.optional}  # ModelOutput has no such field
 
 
-def _block(name: str, body: list[str], indent: str = "  ") -> list[str]:
-    return [f"{name} {{", *(indent + line for line in body), "}"]
+def _batching(batching: DynamicBatching) -> dict[str, Any]:
+    return {
+        "preferred_batch_size": list(batching.preferred_batch_sizes),
+        "max_queue_delay_microseconds": batching.max_queue_delay_us,
+        "preserve_ordering": batching.preserve_ordering,
+        # 0 = unbounded: no policy message at all, as Triton's default
+        "default_queue_policy": {"max_queue_size": batching.max_queue_size}
+        if batching.max_queue_size
+        else None,
+    }
 
 
-def _tensor_lines(tensor: Tensor, is_input: bool) -> list[str]:
-    body = [
-        f"name: {_quote(tensor.name)}",
-        f"data_type: {tensor.data_type.value}",
-        f"dims: {_dims(tensor.dims)}",
-    ]
-    if tensor.reshape is not None:
-        body.append(f"reshape {{ shape: {_dims(tensor.reshape)} }}")
-    if is_input and tensor.optional:
-        body.append("optional: true")
-    return _block("", body)
+def _accelerators(items: tuple[ExecutionAccelerator, ...]) -> list[dict[str, Any]]:
+    return [{"name": a.name, "parameters": {k: str(v) for k, v in a.parameters.items()}} for a in items]
 
 
-def _list_field(name: str, items: list[list[str]]) -> Iterator[str]:
-    """``name [ {...}, {...} ]`` with one block per item."""
-    if not items:
-        return
-    yield f"{name} ["
-    for index, lines in enumerate(items):
-        lines = [lines[0].lstrip(), *lines[1:]]
-        lines[-1] = lines[-1] + ("," if index < len(items) - 1 else "")
-        yield from ("  " + line for line in lines)
-    yield "]"
+def _optimization(opt: Optimization) -> dict[str, Any]:
+    accelerators = opt.gpu_accelerators or opt.cpu_accelerators
+    return {
+        "graph": None if opt.graph_level is None else {"level": opt.graph_level},
+        "execution_accelerators": {
+            "gpu_execution_accelerator": _accelerators(opt.gpu_accelerators),
+            "cpu_execution_accelerator": _accelerators(opt.cpu_accelerators),
+        }
+        if accelerators
+        else None,
+        "input_pinned_memory": None
+        if opt.input_pinned_memory is None
+        else {"enable": opt.input_pinned_memory},
+        "output_pinned_memory": None
+        if opt.output_pinned_memory is None
+        else {"enable": opt.output_pinned_memory},
+    }
 
 
-def _string_map(name: str, values: Mapping[str, str]) -> list[str]:
-    return [f"{name} {{ key: {_quote(k)} value: {_quote(str(v))} }}" for k, v in values.items()]
+def _step(step: EnsembleStep) -> dict[str, Any]:
+    return {
+        "model_name": step.model_name,
+        "model_version": step.model_version,
+        "input_map": dict(step.input_map),
+        "output_map": dict(step.output_map),
+    }
 
 
-def _accelerator_lines(accelerator: ExecutionAccelerator) -> list[str]:
-    return _block(
-        "", [f"name: {_quote(accelerator.name)}", *_string_map("parameters", accelerator.parameters)]
-    )
+def parse_pbtxt(text: str) -> Any:
+    """A ``config.pbtxt`` as Triton reads it (a ``ModelConfig`` message), for tools and tests that
+    inspect a written repository without depending on how the text is laid out."""
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
 
-
-def _optimization_lines(opt: Optimization) -> list[str]:
-    body: list[str] = []
-    if opt.graph_level is not None:
-        body.append(f"graph {{ level: {int(opt.graph_level)} }}")
-    accelerators: list[str] = []
-    for field_name, items in (
-        ("gpu_execution_accelerator", opt.gpu_accelerators),
-        ("cpu_execution_accelerator", opt.cpu_accelerators),
-    ):
-        accelerators.extend(_list_field(field_name, [_accelerator_lines(a) for a in items]))
-    if accelerators:
-        body.extend(_block("execution_accelerators", accelerators))
-    for field_name, flag in (
-        ("input_pinned_memory", opt.input_pinned_memory),
-        ("output_pinned_memory", opt.output_pinned_memory),
-    ):
-        if flag is not None:
-            body.append(f"{field_name} {{ enable: {str(flag).lower()} }}")
-    return _block("optimization", body)
-
-
-def _step_lines(step: EnsembleStep) -> list[str]:
-    body = [f"model_name: {_quote(step.model_name)}", f"model_version: {int(step.model_version)}"]
-    body += _string_map("input_map", step.input_map)
-    body += _string_map("output_map", step.output_map)
-    return _block("", body)
-
-
-def _model_lines(cfg: ModelConfig) -> Iterator[str]:
-    yield f"name: {_quote(cfg.name)}"
-    if cfg.platform is not None:
-        yield f"platform: {_quote(cfg.platform)}"
-    if cfg.backend is not None:
-        yield f"backend: {_quote(cfg.backend)}"
-    yield f"max_batch_size: {int(cfg.max_batch_size)}"
-    if cfg.default_model_filename is not None:
-        yield f"default_model_filename: {_quote(cfg.default_model_filename)}"
-    yield from _list_field("input", [_tensor_lines(t, True) for t in cfg.inputs])
-    yield from _list_field("output", [_tensor_lines(t, False) for t in cfg.outputs])
-    groups = [
-        _block(
-            "",
-            [f"kind: {g.kind.value}", f"count: {int(g.count)}"]
-            + ([f"gpus: {_dims(g.gpus)}"] if g.gpus else []),
-        )
-        for g in cfg.instance_groups
-    ]
-    yield from _list_field("instance_group", groups)
-    if cfg.dynamic_batching is not None:
-        batching = cfg.dynamic_batching
-        body = []
-        if batching.preferred_batch_sizes:
-            body.append(f"preferred_batch_size: {_dims(batching.preferred_batch_sizes)}")
-        body.append(f"max_queue_delay_microseconds: {int(batching.max_queue_delay_us)}")
-        if batching.preserve_ordering:
-            body.append("preserve_ordering: true")
-        if batching.max_queue_size:
-            body.append(f"default_queue_policy {{ max_queue_size: {int(batching.max_queue_size)} }}")
-        yield from _block("dynamic_batching", body)
-    for key, value in cfg.parameters.items():
-        yield f"parameters {{ key: {_quote(key)} value: {{ string_value: {_quote(str(value))} }} }}"
-    if cfg.optimization is not None:
-        yield from _optimization_lines(cfg.optimization)
-    if cfg.ensemble_steps:
-        yield from _block(
-            "ensemble_scheduling", list(_list_field("step", [_step_lines(s) for s in cfg.ensemble_steps]))
-        )
+    return text_format.Parse(text, model_config_pb2.ModelConfig())
