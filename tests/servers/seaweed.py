@@ -87,6 +87,9 @@ class SeaweedServer:
             "-volume.max=0",
             "-s3",
             f"-s3.port={self.s3_port}",
+            # fixed default ports (8181, 9101) another weed on this machine may hold: off
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
             f"-s3.config={config}",
         ]
         with self.log_path.open("wb") as log:
