@@ -8,6 +8,8 @@
 #   mlsharp-ci/tritonserver:24.10-cpu   for nvcr.io/nvidia/tritonserver:24.10-py3 (Triton 2.51 on CPU)
 #   mlsharp-ci/redis:bookworm           for redis:7-alpine
 #   mlsharp-ci/prometheus:bookworm      for prom/prometheus
+#   mlsharp-ci/postgres:bookworm        for postgres:16 (compose --profile scale)
+#   mlsharp-ci/seaweedfs:4.48           for chrislusf/seaweedfs (compose --profile scale)
 #
 # Idempotent: the Debian base is reused when present; the stand-ins are rebuilt from the layer
 # cache (seconds). Needs DOCKER_HOST (scripts/docker-engine.sh start), root and debootstrap.
@@ -56,4 +58,6 @@ build mlsharp-ci/node:bookworm node.Dockerfile
 build mlsharp-ci/tritonserver:24.10-cpu tritonserver.Dockerfile
 build mlsharp-ci/redis:bookworm redis.Dockerfile
 build mlsharp-ci/prometheus:bookworm prometheus.Dockerfile
+build mlsharp-ci/postgres:bookworm postgres.Dockerfile
+build mlsharp-ci/seaweedfs:4.48 seaweedfs.Dockerfile
 echo "docker-bases: ready in $(( $(date +%s) - start )) s"

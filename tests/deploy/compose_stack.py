@@ -36,6 +36,11 @@ LOCK_FILE = Path("/run/mlsharp-compose-stage.lock")
 CA_BUNDLE = Path(os.environ.get("MLSHARP_BUILD_CA", "/etc/ssl/certs/ca-certificates.crt"))
 
 PORT_NAMES = ("TRITON_HTTP", "TRITON_GRPC", "TRITON_METRICS", "GATEWAY", "REDIS", "PROMETHEUS")
+#: the `scale` profile's services (docker/ci/compose.scale.yml); SeaweedFS also listens on each
+#: of its ports + 10000 (gRPC), hence ports below 55536 whose +10000 is free too
+SCALE_PORT_NAMES = ("POSTGRES", "REDIS_LIMITS")
+SEAWEED_PORT_NAMES = ("S3", "SEAWEED_MASTER", "SEAWEED_VOLUME", "SEAWEED_FILER")
+SCALE_OVERRIDE = ROOT / "docker" / "ci" / "compose.scale.yml"
 
 
 def missing_requirements() -> list[str]:
@@ -57,6 +62,14 @@ def compose_binary() -> Path | None:
     tools = Path(os.environ.get("MLSHARP_DEPLOY_TOOLS", ROOT / ".venv" / "deploy-tools"))
     found = tools / "bin" / "docker-compose"
     return found if found.is_file() else None
+
+
+def seaweed_ports(count: int) -> list[int]:
+    """Free ports p <= 55535 with p + 10000 free too (SeaweedFS's gRPC ports)."""
+    from tests.servers.seaweed import free_port_pair
+
+    taken: set[int] = set()
+    return [free_port_pair(taken) for _ in range(count)]
 
 
 def free_ports(count: int) -> list[int]:
@@ -113,7 +126,12 @@ class ComposeStack:
         self.logs_dir = workdir / "logs"
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         self.phases = Phases()
-        self.ports = dict(zip(PORT_NAMES, free_ports(len(PORT_NAMES)), strict=True))
+        names = PORT_NAMES + SCALE_PORT_NAMES
+        self.ports = dict(zip(names, free_ports(len(names)), strict=True))
+        self.ports |= dict(zip(SEAWEED_PORT_NAMES, seaweed_ports(len(SEAWEED_PORT_NAMES)), strict=True))
+        #: compose files and profiles beyond the CPU override (the scale phase adds its own)
+        self.extra_files: list[Path] = []
+        self.profiles: list[str] = []
         self.env_file = workdir / "ci.env"
         self.prometheus_config = workdir / "prometheus.yml"
         self.started_engine = False
@@ -151,7 +169,16 @@ class ComposeStack:
             "--env-file",
             str(self.env_file),
         ]
+        for extra in self.extra_files:
+            argv += ["-f", str(extra)]
+        for profile in self.profiles:
+            argv += ["--profile", profile]
         return self.sh(*argv, *args, log=log, timeout=timeout, check=check)
+
+    def enable_scale(self) -> None:
+        """From now on the stack is the `scale` profile: PostgreSQL, SeaweedFS, limits Redis."""
+        self.extra_files = [SCALE_OVERRIDE]
+        self.profiles = ["scale"]
 
     # -- set-up ----------------------------------------------------------------------------------
     def start_engine(self) -> None:
@@ -228,7 +255,10 @@ class ComposeStack:
 
     def save_logs(self) -> Path:
         """Every container's log (all services, whatever state they are in) under logs/."""
-        for service in ("export", "triton", "gateway", "redis", "prometheus"):
+        services = ["export", "triton", "gateway", "redis", "prometheus"]
+        if self.profiles:
+            services += ["postgres", "seaweedfs", "redis-limits"]
+        for service in services:
             (self.logs_dir / f"container-{service}.log").write_text(self.service_logs(service))
         return self.logs_dir
 

@@ -13,6 +13,7 @@ Under CI=true a missing Docker engine fails the run instead of skipping it.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import os
@@ -251,6 +252,63 @@ def test_down_then_up_keeps_the_export_and_the_results(stack) -> None:
     assert "nothing to do" in log and "python -m export" not in log, log[-2000:]
     again = httpx.get(url, timeout=60)
     assert again.status_code == 200 and again.content == content
+
+
+def bucket_keys(stack, prefix: str) -> list[str]:
+    """Object keys in the scale profile's bucket (a real S3 listing, not the gateway's word)."""
+    from aiobotocore.session import get_session
+
+    async def listing() -> list[str]:
+        session = get_session()
+        async with session.create_client(
+            "s3",
+            endpoint_url=stack.url("S3"),
+            region_name="us-east-1",
+            aws_access_key_id="mlsharp",
+            aws_secret_access_key="change-me-too",
+        ) as s3:
+            found = await s3.list_objects_v2(Bucket="mlsharp-results", Prefix=prefix)
+            return [item["Key"] for item in found.get("Contents", [])]
+
+    return asyncio.run(listing())
+
+
+def wait_for_job(status_url: str, timeout_s: float = 300.0) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        job = httpx.get(status_url, timeout=30).json()
+        if job["state"] not in ("queued", "running"):
+            return job
+        time.sleep(1)
+    raise AssertionError(f"job not finished in {timeout_s:.0f} s: {job}")
+
+
+def test_the_scale_profile_keeps_jobs_in_postgres_and_results_in_s3(stack) -> None:
+    """`--profile scale` from the same compose file: PostgreSQL, SeaweedFS and the limits Redis
+    start, the gateway recreated against them runs a job whose row is in PostgreSQL and whose
+    files are in the bucket, and a gateway restart loses neither."""
+    stack.enable_scale()
+    stack.up("compose --profile scale up (PostgreSQL, SeaweedFS, limits Redis)")
+    photos = [photo_like_jpeg(160, 120, seed=30 + i) for i in range(2)]
+    files = [("files", (f"p{i}.jpg", photo, "image/jpeg")) for i, photo in enumerate(photos)]
+    job = httpx.post(stack.url("GATEWAY", "/v1/jobs"), files=files, timeout=60).json()
+    done = wait_for_job(job["status_url"])
+    assert done["state"] == "completed", done
+    download = done["files"][0]["downloads"]["ply"]
+    content = httpx.get(download, timeout=60).content
+    assert content.startswith(b"ply\n")
+    state = stack.compose(
+        "exec", "-T", "postgres", "psql", "-h", "/tmp", "-U", "mlsharp", "-d", "mlsharp", "-tAc",
+        f"SELECT state FROM jobs WHERE job_id = '{job['job_id']}'",
+    )  # fmt: skip
+    assert state.strip() == "completed"
+    assert any(key.endswith(".ply") for key in bucket_keys(stack, "results/scenes/"))
+    assert bucket_keys(stack, f"results/{job['job_id']}/inputs/")  # the uploads, in the bucket
+    with stack.phases.run("gateway restart on shared state"):
+        stack.compose("restart", "gateway", log="compose.log")
+        stack.up("compose --profile scale up after the restart")
+    assert httpx.get(job["status_url"], timeout=30).json()["state"] == "completed"
+    assert httpx.get(download, timeout=60).content == content
 
 
 def test_container_logs_are_saved(stack) -> None:
