@@ -1,5 +1,7 @@
 """`mlsharp` command line: predict scenes from photos with the eager PyTorch path; `mlsharp tune`
-measures and applies Triton settings for a model repository (see mlsharp.tuning).
+measures and applies Triton settings for a model repository (see mlsharp.tuning); `mlsharp render`
+and `mlsharp compare-render` make pictures and videos of scenes and compare two scenes as images
+(see mlsharp.render).
 
 Without `--checkpoint` the official checkpoint is downloaded once to the torch hub cache. When
 that is impossible the command fails at once and says how to pass a local file. `--random-weights`
@@ -69,6 +71,10 @@ def _build_parser() -> argparse.ArgumentParser:
     from mlsharp.tuning.command import add_parser as add_tune_parser
 
     add_tune_parser(commands)
+
+    from mlsharp.render.command import add_parsers as add_render_parsers
+
+    add_render_parsers(commands)
     return parser
 
 
@@ -117,6 +123,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             from mlsharp.tuning.command import run as run_tune
 
             return run_tune(args)
+        if args.command == "render":
+            from mlsharp.render.command import run_render
+
+            return run_render(args)
+        if args.command == "compare-render":
+            from mlsharp.render.command import run_compare
+
+            return run_compare(args)
     except MLSharpError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -9,9 +9,10 @@ angular extent (a SHARP scene fills the photo's frustum) and the caller is told 
 
 from __future__ import annotations
 
-import gzip
 import json
 import math
+import struct
+import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -137,6 +138,8 @@ def _read_metadata(path: Path) -> dict[str, Any]:
 def _scene_from_ply(data: bytes, name: str) -> RenderScene:
     from mlsharp.formats.convert import parse_ply
 
+    if b"\nformat binary_little_endian 1.0\n" not in data[:200]:
+        raise SceneFileError(f"{name} is not a 3DGS scene PLY this renderer reads (not binary little-endian)")
     try:
         parsed = parse_ply(data)
     except (MLSharpError, ValueError, UnicodeDecodeError, KeyError, IndexError) as error:
@@ -169,7 +172,7 @@ def _scene_from_spz(data: bytes, name: str) -> RenderScene:
 
     try:
         spz = decode_spz(data)
-    except (ValueError, OSError, EOFError, gzip.BadGzipFile) as error:
+    except (ValueError, OSError, EOFError, zlib.error, struct.error) as error:
         raise SceneFileError(f"{name} is not a readable SPZ scene ({error})") from None
     return RenderScene(
         means=torch.from_numpy(spz.means.copy()),

@@ -65,7 +65,7 @@ def image_scene(
     )
 
 
-def test_pattern(width: int, height: int) -> Tensor:
+def pattern_image(width: int, height: int) -> Tensor:
     """(H, W, 3) sRGB picture with a known layout: red top-left, green top-right, blue bottom
     half, a white diagonal band; every quadrant different, so flips and mirrors are visible."""
     img = torch.zeros((height, width, 3))
