@@ -37,7 +37,7 @@ class RasterSettings:
 
     tile_px: int = 8
     chunk: int = 64  # gaussians per tile per step
-    budget: int = 1 << 18  # elements of one (tiles, pixels, chunk) tensor
+    budget: int = 1 << 20  # elements of one (tiles, pixels, chunk) tensor: 4 MB
 
 
 def default_settings(device: torch.device) -> RasterSettings:
@@ -92,13 +92,17 @@ class Raster:
 
 
 def _pack(projected: Projected, order: Tensor) -> tuple[Tensor, Tensor]:
-    """(M, 6) [u, v, -A/2, -B, -C/2, ln o] and (M, 4) [r, g, b, 1] rows in depth order."""
+    """(M + 1, 6) [u, v, -A/2, -B, -C/2, ln o] and (M + 1, 4) [r, g, b, 1] rows in depth order,
+    plus a last padding row whose alpha is 0 (ln o = -inf) and colour 0."""
     a, b, c = projected.conics[order].unbind(-1)
     u, v = projected.means2d_px[order].unbind(-1)
     params = torch.stack([u, v, -0.5 * a, -b, -0.5 * c, torch.log(projected.opacities[order])], dim=-1)
+    pad = params.new_zeros((1, 6))
+    pad[0, 5] = float("-inf")
     colors = projected.colors[order]
     ones = torch.ones_like(colors[:, :1])
-    return params.contiguous(), torch.cat([colors, ones], dim=-1).contiguous()
+    colors = torch.cat([torch.cat([colors, ones], dim=-1), colors.new_zeros((1, 4))])
+    return torch.cat([params, pad]).contiguous(), colors.contiguous()
 
 
 def _blend_step(
@@ -133,55 +137,68 @@ def _blend_step(
     return torch.bmm(weights, colors), trans[:, :, -1]
 
 
+def _run_batch(
+    tiles: Tensor, lists: TileLists, params: Tensor, colors: Tensor, settings: RasterSettings
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Blend a batch of (n,) tiles to the end of their lists or until every pixel has stopped.
+
+    ``lists.ids`` ends with a sentinel entry (index E) pointing at a padding row of ``params``
+    whose alpha is 0. Returns the tiles' (n, P, 3) colour and (n, P) transmittance, in order.
+    """
+    device, tile_px, chunk = params.device, settings.tile_px, settings.chunk
+    n, p = tiles.shape[0], tile_px * tile_px
+    sentinel = lists.ids.shape[0] - 1
+    steps = torch.arange(chunk, device=device)
+    origin = torch.stack([tiles % lists.tiles_x, tiles // lists.tiles_x], dim=-1).to(params.dtype) * tile_px
+    first, left = lists.starts[tiles], lists.counts[tiles]  # (n,): next list entry, entries left
+    live = torch.ones((n, p), device=device)  # transmittance fed in; 0 once a pixel has stopped
+    trans = torch.ones((n, p), device=device)  # transmittance where the pixel stopped (the output)
+    acc = torch.zeros((n, p, 3), device=device)
+    rgb_out = torch.empty((n, p, 3), device=device)
+    trans_out = torch.empty((n, p), device=device)
+    slots = torch.arange(n, device=device)  # each row's place in the outputs
+    while slots.shape[0] > 0:
+        at = first[:, None] + steps  # (n, G)
+        at.masked_fill_(steps >= left[:, None], sentinel)  # past a tile's list: the padding row
+        rows = lists.ids.index_select(0, at.view(-1))  # (n * G,)
+        par = params.index_select(0, rows).view(-1, chunk, 6)
+        col = colors.index_select(0, rows).view(-1, chunk, 4)
+        out, t_after = _blend_step(par, col, origin, live, tile_px)  # (n, P, 4), (n, P)
+        acc += out[..., :3]
+        trans = torch.where(live == 0, trans, live - out[..., 3])
+        live = torch.where(t_after <= T_MIN, 0.0, trans)
+        first, left = first + chunk, left - chunk
+        keep = (left > 0) & (live > 0).any(-1)
+        if not bool(keep.all()):  # retire finished tiles (early termination for saturated ones)
+            gone = ~keep
+            rgb_out[slots[gone]] = acc[gone]
+            trans_out[slots[gone]] = trans[gone]
+            slots, origin, first, left = slots[keep], origin[keep], first[keep], left[keep]
+            live, trans, acc = live[keep], trans[keep], acc[keep]
+    return rgb_out, trans_out
+
+
 def rasterize(
     projected: Projected, width: int, height: int, settings: RasterSettings | None = None
 ) -> Raster:
     """Composite the projected gaussians front to back into a (height, width) image."""
     device = projected.means2d_px.device
     settings = settings or default_settings(device)
-    tile_px, chunk = settings.tile_px, settings.chunk
+    tile_px = settings.tile_px
     p = tile_px * tile_px
     order = torch.argsort(projected.depths_m, stable=True)  # front to back
     params, colors = _pack(projected, order)
-    lists = bin_tiles(params[:, :2], projected.radii_px[order], width, height, tile_px)
+    lists = bin_tiles(params[:-1, :2], projected.radii_px[order], width, height, tile_px)
+    lists.ids = torch.cat([lists.ids, lists.ids.new_full((1,), params.shape[0] - 1)])  # the sentinel
     n_tiles = lists.tiles_x * lists.tiles_y
     rgb = torch.zeros((n_tiles, p, 3), device=device)
     trans_out = torch.ones((n_tiles, p), device=device)
     busy = (lists.counts > 0).nonzero().squeeze(1)
     busy = busy[torch.argsort(lists.counts[busy], descending=True)]  # similar tiles share a batch
-    per_batch = max(1, settings.budget // (p * chunk))
-    steps = torch.arange(chunk, device=device)
+    per_batch = max(1, settings.budget // (p * settings.chunk))
     for b0 in range(0, busy.shape[0], per_batch):
         tiles = busy[b0 : b0 + per_batch]  # (nb,)
-        nb = tiles.shape[0]
-        origin = (
-            torch.stack([tiles % lists.tiles_x, tiles // lists.tiles_x], dim=-1).to(params.dtype) * tile_px
-        )
-        live = torch.ones((nb, p), device=device)  # transmittance fed in; 0 once a pixel stopped
-        trans = torch.ones((nb, p), device=device)  # transmittance at the stop (what is output)
-        acc = torch.zeros((nb, p, 3), device=device)
-        active = torch.arange(nb, device=device)
-        step = 0
-        while active.shape[0] > 0:
-            t = tiles[active]
-            slot = step * chunk + steps  # (G,)
-            valid = slot[None, :] < lists.counts[t][:, None]  # (n, G)
-            at = (lists.starts[t][:, None] + slot[None, :]).clamp_(max=lists.ids.shape[0] - 1).view(-1)
-            rows = lists.ids.index_select(0, at)  # (n * G,)
-            par = params.index_select(0, rows).view(-1, chunk, 6)
-            par[..., 5].masked_fill_(~valid, float("-inf"))  # padding: alpha 0
-            col = colors.index_select(0, rows).view(-1, chunk, 4)
-            out, t_after = _blend_step(par, col, origin[active], live[active], tile_px)
-            acc[active] += out[..., :3]
-            stopped = live[active] == 0
-            new_trans = torch.where(stopped, trans[active], live[active] - out[..., 3])
-            trans[active] = new_trans
-            live[active] = torch.where(t_after <= T_MIN, 0.0, new_trans)
-            step += 1
-            more = (lists.counts[t] > step * chunk) & (live[active] > 0).any(-1)
-            active = active[more]
-        rgb[tiles] = acc
-        trans_out[tiles] = trans
+        rgb[tiles], trans_out[tiles] = _run_batch(tiles, lists, params, colors, settings)
     # (tiles_y, tiles_x, T, T, C) -> (H, W, C), cropping the partial tiles at the edges.
     shape = (lists.tiles_y, lists.tiles_x, tile_px, tile_px)
     image = rgb.view(*shape, 3).permute(0, 2, 1, 3, 4).reshape(lists.tiles_y * tile_px, -1, 3)
