@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from mlsharp.formats import encode_spz
-from mlsharp.render import focus_depth_m, load_scene, psnr, render, ssim, trajectory
+from mlsharp.gaussians import CameraInfo
+from mlsharp.render import focus_depth_m, from_gaussians, load_scene, psnr, render, ssim, trajectory
 from mlsharp.render.camera import Camera, default_size, look_at
 from mlsharp.render.project import project
 from mlsharp.render.scene import RenderScene, SceneFileError
@@ -77,6 +78,22 @@ def test_pipeline_geometry_ply_renders_the_photo_from_the_stored_camera(tmp_path
     # a smaller render of the same camera shows the same layout
     small = render(scene, scene.camera.resized(48, 32))
     assert psnr(small, pattern_image(48, 32)) >= 14.0
+
+
+def test_pipeline_result_renders_like_its_ply(tmp_path: Path) -> None:
+    """from_gaussians (in memory, linear colours) gives the picture the PLY file gives."""
+    photo = pattern_image(96, 64)
+    gaussians = photo_gaussians(photo, focal_px=80.0, working_px=128)
+    in_memory = from_gaussians(gaussians, CameraInfo(80.0, 96, 64))
+    path = tmp_path / "scene.ply"
+    path.write_bytes(photo_ply(photo, focal_px=80.0, working_px=128))
+    from_file = load_scene(path)
+    assert in_memory.color_space == "srgb"
+    for name in ("fx_px", "fy_px", "cx_px", "cy_px", "width_px", "height_px"):
+        assert getattr(in_memory.camera, name) == getattr(from_file.camera, name)
+    assert torch.equal(in_memory.camera.world_to_camera, from_file.camera.world_to_camera)
+    a, b = render(in_memory, in_memory.camera), render(from_file, from_file.camera)
+    assert float((a - b).abs().max()) < 1e-4
 
 
 def test_spz_takes_its_camera_from_the_metadata_beside_it(tmp_path: Path) -> None:

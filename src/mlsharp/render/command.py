@@ -78,8 +78,9 @@ def add_parsers(commands: Any) -> None:
     compare = commands.add_parser(
         "compare-render",
         help="render two scenes from the same cameras and report PSNR and SSIM",
-        description="Render scenes A and B from A's photo camera along the same path and report "
-        "PSNR (dB) and SSIM (11x11 gaussian window, sigma 1.5) per frame and on average.",
+        description="Render scenes A and B from A's photo camera (B's if only B has one) along the "
+        "same path and report PSNR (dB) and SSIM (11x11 gaussian window, sigma 1.5) per frame and on "
+        "average.",
     )
     compare.add_argument("scene_a", type=Path, metavar="A")
     compare.add_argument("scene_b", type=Path, metavar="B")
@@ -137,11 +138,32 @@ class _View:
 
     def images(self, scene: Any) -> Iterator[Any]:
         """(H, W, 3) uint8 frames, rendered one at a time."""
-        from mlsharp.render.renderer import render, to_uint8
+        yield from render_frames(scene, self.cameras, self.device, self.backend, self.background)
 
-        on_device = scene.to(self.device)
-        for camera in self.cameras:
-            yield to_uint8(render(on_device, camera, background_srgb=self.background, backend=self.backend))
+
+def render_frames(
+    scene: Any, cameras: list[Any], device: Any, backend: str, background: tuple[float, float, float]
+) -> Iterator[Any]:
+    """(H, W, 3) uint8 frames; on a CPU the process's cores belong to the renderer while it runs
+    (this is a command-line process: see :func:`mlsharp.render.workers.exclusive_cpu`)."""
+    from contextlib import nullcontext
+
+    from mlsharp.render.rasterize import EXCLUSIVE_CPU_SETTINGS
+    from mlsharp.render.renderer import render, to_uint8
+    from mlsharp.render.workers import exclusive_cpu
+
+    on_device = scene.to(device)
+    on_cpu = device.type == "cpu"
+    for camera in cameras:
+        with exclusive_cpu() if on_cpu else nullcontext():
+            image = render(
+                on_device,
+                camera,
+                background_srgb=background,
+                backend=backend,
+                settings=EXCLUSIVE_CPU_SETTINGS if on_cpu else None,
+            )
+        yield to_uint8(image)
 
 
 def _note_scene(path: Path, scene: Any) -> None:
@@ -220,7 +242,9 @@ def run_compare(args: argparse.Namespace) -> int:
         cam_b.height_px,
     ):
         print("note: the scenes' photos differ in size; both are rendered from A's camera", file=sys.stderr)
-    view = _View(args, scene_a, frames, even=False)
+    # A's camera, unless only B knows its photo's camera.
+    use_b = scene_a.camera_source == "estimated" and scene_b.camera_source != "estimated"
+    view = _View(args, scene_b if use_b else scene_a, frames, even=False)
     rows = []
     for i, (img_a, img_b) in enumerate(zip(view.images(scene_a), view.images(scene_b), strict=True)):
         a, b = img_a.to(torch.float32) / 255.0, img_b.to(torch.float32) / 255.0

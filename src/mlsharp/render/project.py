@@ -2,7 +2,8 @@
 
 Why per component: like :mod:`mlsharp.linalg3`, every quantity is a (M,) tensor per matrix entry,
 so the same code runs on CPU and GPU and a CPU spends its time in a few hundred elementwise ops
-over the visible gaussians instead of in batched 3x3 matmuls.
+instead of batched 3x3 matmuls. On a CPU the gaussians are projected in chunks on the render pool
+(:mod:`mlsharp.render.workers`), each writing its rows of preallocated outputs.
 
 Formulas (Zwicker et al. 2001, "EWA Volume Splatting"; Kerbl et al. 2023, "3D Gaussian
 Splatting"): Sigma = R(q) diag(s^2) R(q)^T in world space; in camera space W Sigma W^T; on screen
@@ -13,7 +14,6 @@ eps2d = 0.3 px^2 is the low-pass dilation (a gaussian never gets thinner than ab
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -21,6 +21,7 @@ from torch import Tensor
 
 from mlsharp import linalg3
 from mlsharp.render.camera import Camera
+from mlsharp.render.workers import ATEN_GRAIN, run_chunks
 
 #: low-pass dilation added to the screen covariance, px^2 (3DGS / gsplat "classic")
 EPS2D_PX2 = 0.3
@@ -32,41 +33,43 @@ ALPHA_MIN = 1.0 / 255.0
 ALPHA_MAX = 0.999
 #: the Jacobian's x/z, y/z are clamped to this multiple of the half field of view
 FOV_CLAMP = 1.3
+#: gaussians per CPU work item: every op stays below ATen's intra-op grain
+CPU_CHUNK = ATEN_GRAIN - 768
+#: columns of :attr:`Projected.params`
+PARAMS = ("u_px", "v_px", "-A/2", "-B", "-C/2", "ln_opacity")
 
 
 @dataclass
 class Projected:
     """Visible gaussians on screen (M of the scene's N), float32 on the scene's device."""
 
-    index: Tensor  # (M,) int64 index into the scene
-    means2d_px: Tensor  # (M, 2) x right, y down, pixel centres at +0.5
-    conics: Tensor  # (M, 3) (A, B, C) of Sigma'^-1: power = A dx^2 / 2 + B dx dy + C dy^2 / 2
+    index: Tensor  # (M,) int64 index into the scene, ascending
+    params: Tensor  # (M, 6) PARAMS: mean (x right, y down, pixel centres at +0.5), conic, ln o
     depths_m: Tensor  # (M,) camera-space z of the mean
     radii_px: Tensor  # (M,) beyond this distance from the mean alpha <= ALPHA_MIN
-    opacities: Tensor  # (M,)
     colors: Tensor  # (M, 3)
 
     @property
     def num_visible(self) -> int:
         return int(self.index.shape[0])
 
+    @property
+    def means2d_px(self) -> Tensor:
+        """(M, 2) screen position of each mean."""
+        return self.params[:, :2]
 
-def _pose(camera: Camera, device: torch.device) -> tuple[list[list[float]], list[float]]:
+    @property
+    def conics(self) -> Tensor:
+        """(M, 3) (A, B, C) of Sigma'^-1: power = A dx^2 / 2 + B dx dy + C dy^2 / 2."""
+        return torch.stack([-2 * self.params[:, 2], -self.params[:, 3], -2 * self.params[:, 4]], dim=-1)
+
+
+def _project_block(
+    means: Tensor, quaternions: Tensor, scales: Tensor, opacities: Tensor, camera: Camera
+) -> tuple[list[Tensor], Tensor, Tensor, Tensor]:
+    """(n, ...) gaussians -> (6 PARAMS columns, depth, radius, keep mask), each (n,), unfiltered."""
     pose = camera.world_to_camera.to(torch.float64)
-    return pose[:3, :3].tolist(), pose[:3, 3].tolist()
-
-
-def project(
-    means: Tensor,
-    quaternions: Tensor,
-    scales: Tensor,
-    opacities: Tensor,
-    colors: Tensor,
-    camera: Camera,
-) -> Projected:
-    """Cull and project (N, ...) gaussians for ``camera``; the kept ones in input order."""
-    device = means.device
-    rot, trans = _pose(camera, device)
+    rot, trans = pose[:3, :3].tolist(), pose[:3, 3].tolist()
     fx, fy, cx, cy = camera.fx_px, camera.fy_px, camera.cx_px, camera.cy_px
     width, height = camera.width_px, camera.height_px
     mx, my, mz = means.float().unbind(-1)
@@ -75,14 +78,10 @@ def project(
     y = mx * rot[1][0] + my * rot[1][1] + mz * rot[1][2] + trans[1]
     z = mx * rot[2][0] + my * rot[2][1] + mz * rot[2][2] + trans[2]
     opac = opacities.float()
-    quat_norm_sq = (quaternions.float() ** 2).sum(-1)
-    keep = (z > NEAR_PLANE_M) & (opac > ALPHA_MIN) & (quat_norm_sq > 0)
-    index = keep.nonzero().squeeze(1)  # (M,)
-    x, y, z, opac = x[index], y[index], z[index], opac[index]
-    qw, qx, qy, qz = quaternions.float()[index].unbind(-1)
-    s = scales.float()[index].unbind(-1)
+    qw, qx, qy, qz = quaternions.float().unbind(-1)
+    keep = (z > NEAR_PLANE_M) & (opac > ALPHA_MIN) & ((qw * qw + qx * qx + qy * qy + qz * qz) > 0)
+    s = scales.float().unbind(-1)
     rq = linalg3.rotation_from_quaternion(qw, qx, qy, qz)  # rows of R(q / |q|)
-
     # G = W R(q) diag(s), so that W Sigma W^T = G G^T. Row i of G, column k.
     g = [
         [(rq[0][k] * rot[i][0] + rq[1][k] * rot[i][1] + rq[2][k] * rot[i][2]) * s[k] for k in range(3)]
@@ -99,34 +98,50 @@ def project(
     cov_a = jx[0] * jx[0] + jx[1] * jx[1] + jx[2] * jx[2] + EPS2D_PX2
     cov_b = jx[0] * jy[0] + jx[1] * jy[1] + jx[2] * jy[2]
     cov_c = jy[0] * jy[0] + jy[1] * jy[1] + jy[2] * jy[2] + EPS2D_PX2
-    det = cov_a * cov_c - cov_b * cov_b  # >= EPS2D^2 for any PSD Sigma
-    inv_det = torch.reciprocal(det)
-    conics = torch.stack([cov_c * inv_det, -cov_b * inv_det, cov_a * inv_det], dim=-1)  # (M, 3)
+    inv_det = torch.reciprocal(cov_a * cov_c - cov_b * cov_b)  # det >= EPS2D^2 for any PSD Sigma
     lam_max = 0.5 * (cov_a + cov_c) + torch.sqrt(0.25 * (cov_a - cov_c) ** 2 + cov_b * cov_b)
     # alpha = o exp(-d' S^-1 d / 2) > 1/255 needs |d|^2 < 2 ln(255 o) lam_max; a 1 % margin
     # absorbs float32 rounding so that no pixel above the threshold is left out of its tiles.
     radii = torch.sqrt(2.0 * torch.log(opac * 255.0).clamp(min=0) * lam_max) * 1.01 + 0.01
     u = fx * x * inv_z + cx
     v = fy * y * inv_z + cy
-    on_screen = (u + radii > 0.5) & (u - radii < width - 0.5) & (v + radii > 0.5) & (v - radii < height - 0.5)
-    on_screen &= (
-        torch.isfinite(u) & torch.isfinite(v) & torch.isfinite(radii) & torch.isfinite(conics).all(-1)
-    )
-    sel = on_screen.nonzero().squeeze(1)
+    keep &= (u + radii > 0.5) & (u - radii < width - 0.5) & (v + radii > 0.5) & (v - radii < height - 0.5)
+    columns = [u, v, cov_c * inv_det * -0.5, cov_b * inv_det, cov_a * inv_det * -0.5, torch.log(opac)]
+    for column in (*columns[:5], radii):  # NaN/inf from degenerate input: culled
+        keep &= torch.isfinite(column)
+    return columns, z, radii, keep
+
+
+def project(
+    means: Tensor,
+    quaternions: Tensor,
+    scales: Tensor,
+    opacities: Tensor,
+    colors: Tensor,
+    camera: Camera,
+) -> Projected:
+    """Cull and project (N, ...) gaussians for ``camera``; the kept ones in input order."""
+    n, device = means.shape[0], means.device
+    params = torch.empty((n, len(PARAMS)), device=device)
+    depths = torch.empty((n,), device=device)
+    radii = torch.empty((n,), device=device)
+    keep = torch.empty((n,), dtype=torch.bool, device=device)
+
+    def work(start: int, stop: int) -> None:
+        cols, z, r, k = _project_block(
+            means[start:stop], quaternions[start:stop], scales[start:stop], opacities[start:stop], camera
+        )
+        for j, col in enumerate(cols):
+            params[start:stop, j] = col
+        depths[start:stop], radii[start:stop], keep[start:stop] = z, r, k
+
+    chunk = CPU_CHUNK if device.type == "cpu" else max(n, 1)
+    run_chunks(n, chunk, work)
+    index = keep.nonzero().squeeze(1)
     return Projected(
-        index=index[sel],
-        means2d_px=torch.stack([u[sel], v[sel]], dim=-1),
-        conics=conics[sel],
-        depths_m=z[sel],
-        radii_px=radii[sel],
-        opacities=opac[sel],
-        colors=colors.float()[index[sel]],
-    )
-
-
-def half_fov_deg(camera: Camera) -> tuple[float, float]:
-    """Horizontal and vertical half field of view, degrees (for messages and tests)."""
-    return (
-        math.degrees(math.atan(0.5 * camera.width_px / camera.fx_px)),
-        math.degrees(math.atan(0.5 * camera.height_px / camera.fy_px)),
+        index=index,
+        params=params.index_select(0, index),
+        depths_m=depths.index_select(0, index),
+        radii_px=radii.index_select(0, index),
+        colors=colors.float().index_select(0, index),
     )
