@@ -129,6 +129,15 @@ def test_scene_errors_are_one_line_and_exit_2(tmp_path: Path, capsys: pytest.Cap
     assert "is not a scene" in _one_line_error(capsys)
 
 
+def test_unwritable_output_is_one_line_and_exit_2(
+    scene_ply: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where a folder should be")
+    assert main(["render", str(scene_ply), "-o", str(blocker / "out.png"), "--size", "16x16"]) == 2
+    assert "cannot write" in _one_line_error(capsys)
+
+
 def test_argparse_usage_errors_exit_2(scene_ply: Path, tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["render", str(scene_ply), "-o", str(tmp_path / "a.mp4"), "--trajectory", "spiral"])

@@ -197,17 +197,20 @@ def run_render(args: argparse.Namespace) -> int:
     scene = load_scene(args.scene, args.metadata)
     _note_scene(args.scene, scene)
     view = _View(args, scene, frames, even=suffix == ".mp4")
-    args.output.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    if suffix == ".png":
-        atomic_write(args.output, encode_png(next(view.images(scene))))
-    else:
-        partial = args.output.with_name(f".{args.output.name}.partial.mp4")
-        try:
-            write_mp4(partial, _progress(view.images(scene), frames), fps=args.fps)
-            partial.replace(args.output)
-        finally:
-            partial.unlink(missing_ok=True)
+    try:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        if suffix == ".png":
+            atomic_write(args.output, encode_png(next(view.images(scene))))
+        else:
+            partial = args.output.with_name(f".{args.output.name}.partial.mp4")
+            try:
+                write_mp4(partial, _progress(view.images(scene), frames), fps=args.fps)
+                partial.replace(args.output)
+            finally:
+                partial.unlink(missing_ok=True)
+    except OSError as error:
+        raise InvalidParameterError(f"cannot write {args.output}: {error.strerror or error}") from None
     seconds = time.perf_counter() - started
     width, height = view.size
     print(
