@@ -43,7 +43,7 @@ def test_render_png_from_the_photo_camera(
 ) -> None:
     out = tmp_path / "still.png"
     assert main(["render", str(scene_ply), "-o", str(out), "--size", "96x64"]) == 0
-    assert "1 frame(s) 96x64" in capsys.readouterr().out
+    assert "1 frame(s) 96x64 (photo camera, torch on cpu)" in capsys.readouterr().out
     image = _as_float(np.asarray(Image.open(io.BytesIO(out.read_bytes()))))
     assert image.shape == (64, 96, 3)
     assert psnr(image, pattern_image(96, 64)) >= 18.0

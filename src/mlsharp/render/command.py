@@ -214,7 +214,8 @@ def run_render(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - started
     width, height = view.size
     print(
-        f"{args.output}: {frames} frame(s) {width}x{height} ({args.trajectory}, {view.backend} on "
+        f"{args.output}: {frames} frame(s) {width}x{height} "
+        f"({args.trajectory if suffix == '.mp4' else 'photo camera'}, {view.backend} on "
         f"{view.device}), {seconds / frames:.2f} s/frame, {seconds:.1f} s in all"
     )
     return 0
