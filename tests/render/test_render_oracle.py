@@ -27,10 +27,10 @@ def _tensors(scene: RenderScene) -> tuple[torch.Tensor, ...]:
     "settings",
     [
         RasterSettings(),
-        RasterSettings(tile_px=4, chunk=8, budget=512),  # many small batches, many steps per tile
+        RasterSettings(tile_px=8, chunk=8, budget=512),  # many small batches, many steps per tile
         RasterSettings(tile_px=16, chunk=3, budget=1 << 12),
     ],
-    ids=["default", "small-tiles", "big-tiles-tiny-chunks"],
+    ids=["default", "small-batches", "big-tiles-tiny-chunks"],
 )
 def test_fast_matches_oracle(settings: RasterSettings) -> None:
     scene = random_scene(300, CAMERA, seed=1)

@@ -40,15 +40,15 @@ _GATHER_CHUNK = 4096  # rows per pooled gather: 6 x 4096 elements, below ATen's 
 class RasterSettings:
     """Work decomposition; results do not depend on it (up to float rounding)."""
 
-    tile_px: int = 8
+    tile_px: int = 4  # on a CPU 4 beat 8 (less wasted work per tile) and 16 (2x slower)
     chunk: int = 64  # gaussians per tile per step
     budget: int = ATEN_GRAIN - 1  # elements of one (tiles, pixels, chunk) tensor
     pool: bool = True  # batches on the render pool, single-threaded ops (CPU)
 
 
 #: for a process that renders alone, inside :func:`mlsharp.render.workers.exclusive_cpu`: larger
-#: batches, since no op is parallelised there (measured 2.6 s vs 4.1 s per 512 x 512 frame of 1.2 M
-#: gaussians at load average 16, 1.9 vs 2.6 CPU-seconds)
+#: batches, since no op is parallelised there (512 x 512, 1.2 M gaussians, rasterization only:
+#: 1.5-1.6 CPU-s per frame vs 1.9-2.0 for batches below the grain, measured at load 5-11)
 EXCLUSIVE_CPU_SETTINGS = RasterSettings(budget=1 << 18)
 
 
