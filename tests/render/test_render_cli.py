@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from mlsharp.cli import main
-from mlsharp.formats import encode_ply
+from mlsharp.formats import build_metadata, encode_ply, encode_ply_clean
 from mlsharp.gaussians import CameraInfo
 from mlsharp.render import psnr
 from mlsharp.render.synthetic import pattern_image
@@ -127,6 +127,26 @@ def test_scene_errors_are_one_line_and_exit_2(tmp_path: Path, capsys: pytest.Cap
     assert "is not a scene: expected a binary PLY or an SPZ file" in _one_line_error(capsys)
     assert main(["compare-render", str(notes), str(notes)]) == 2
     assert "is not a scene" in _one_line_error(capsys)
+
+
+def test_camera_from_metadata_option_or_estimated(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    gaussians = photo_gaussians(pattern_image(96, 64), 80.0, 128)
+    clean = tmp_path / "clean.ply"  # vertex-only: no camera elements
+    clean.write_bytes(encode_ply_clean(gaussians))
+    assert main(["render", str(clean), "-o", str(tmp_path / "estimated.png")]) == 0
+    assert "the camera was estimated from the scene" in capsys.readouterr().err
+    meta = tmp_path / "elsewhere" / "meta.json"
+    meta.parent.mkdir()
+    meta.write_text(
+        json.dumps(build_metadata(gaussians, CameraInfo(80.0, 96, 64), model_id="t", random_weights=True))
+    )
+    out = tmp_path / "from_meta.png"
+    assert main(["render", str(clean), "-o", str(out), "--metadata", str(meta)]) == 0
+    captured = capsys.readouterr()
+    assert "estimated" not in captured.err and "RANDOM weights" in captured.err
+    assert Image.open(out).size == (512, 342)
+    image = _as_float(np.asarray(Image.open(out).resize((96, 64), Image.Resampling.BOX)))
+    assert psnr(image, pattern_image(96, 64)) >= 18.0
 
 
 def test_unwritable_output_is_one_line_and_exit_2(
