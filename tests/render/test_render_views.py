@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mlsharp.formats import encode_spz
+from mlsharp.formats import encode_ply, encode_spz
 from mlsharp.gaussians import CameraInfo
 from mlsharp.render import focus_depth_m, from_gaussians, load_scene, psnr, render, ssim, trajectory
 from mlsharp.render.camera import Camera, default_size, look_at
@@ -125,6 +125,11 @@ def test_load_scene_errors(tmp_path: Path) -> None:
     (tmp_path / "bad.ply").write_bytes(b"ply\nformat ascii 1.0\nend_header\n1 2 3\n")
     with pytest.raises(SceneFileError, match="not a 3DGS scene PLY"):
         load_scene(tmp_path / "bad.ply")
+    gaussians = photo_gaussians(pattern_image(8, 8), focal_px=10.0, working_px=8)
+    broken = encode_ply(gaussians, CameraInfo(focal_px=0.0, width_px=8, height_px=8))  # focal 0 stored
+    (tmp_path / "nofocal.ply").write_bytes(broken)
+    with pytest.raises(SceneFileError, match="not a valid pinhole camera"):
+        load_scene(tmp_path / "nofocal.ply")
     (tmp_path / "bad.spz").write_bytes(b"\x1f\x8b\x08\x00garbage")
     with pytest.raises(SceneFileError, match="not a readable SPZ"):
         load_scene(tmp_path / "bad.spz")

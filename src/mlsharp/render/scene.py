@@ -149,11 +149,14 @@ def _scene_from_ply(data: bytes, name: str) -> RenderScene:
     camera = None
     if "intrinsic" in parsed.elements and "image_size" in parsed.elements:
         k = [float(v) for v in parsed.elements["intrinsic"]]  # (9,) row-major K
-        width, height = (int(v) for v in parsed.elements["image_size"])
+        size = [int(v) for v in parsed.elements["image_size"]]
         pose = torch.eye(4, dtype=torch.float64)
         if "extrinsic" in parsed.elements and parsed.elements["extrinsic"].shape[0] == 16:
             pose = torch.from_numpy(parsed.elements["extrinsic"].astype(np.float64).reshape(4, 4).copy())
-        camera = Camera(k[0], k[4], k[2], k[5], width, height, pose)
+        try:
+            camera = Camera(k[0], k[4], k[2], k[5], size[0], size[1], pose)
+        except (ValueError, IndexError):
+            raise SceneFileError(f"{name}: its camera elements are not a valid pinhole camera") from None
     return RenderScene(
         means=rows[:, 0:3].clone(),
         quaternions=rows[:, 10:14].clone(),
