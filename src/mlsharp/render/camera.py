@@ -47,7 +47,8 @@ class Camera:
     @property
     def camera_to_world(self) -> Tensor:
         """The inverse pose (4, 4) float64: columns are the camera axes and its position."""
-        return torch.linalg.inv(self.world_to_camera.to(torch.float64))
+        inverse: Tensor = torch.linalg.inv(self.world_to_camera.to(torch.float64))
+        return inverse
 
     @property
     def position(self) -> Tensor:

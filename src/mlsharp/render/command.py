@@ -240,7 +240,7 @@ def run_compare(args: argparse.Namespace) -> int:
     scene_a, scene_b = load_scene(args.scene_a), load_scene(args.scene_b)
     for path, scene in ((args.scene_a, scene_a), (args.scene_b, scene_b)):
         _note_scene(path, scene)
-    cam_a, cam_b = scene_a.camera, scene_b.camera
+    cam_a, cam_b = scene_a.start_camera, scene_b.start_camera
     if scene_b.camera_source != "estimated" and (cam_a.width_px, cam_a.height_px) != (
         cam_b.width_px,
         cam_b.height_px,

@@ -22,7 +22,6 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from mlsharp.render.project import ALPHA_MAX, ALPHA_MIN, Projected
@@ -92,7 +91,7 @@ def _pack(projected: Projected, order: Tensor, pool: bool) -> tuple[Tensor, Tens
 
 def _blend_step(
     params: Tensor, colors: Tensor, origin: Tensor, live: Tensor, tile_px: int
-) -> tuple[Tensor, Tensor, Tensor]:
+) -> tuple[Tensor, Tensor]:
     """Blend one chunk into a batch of tiles.
 
     params (n, G, 6), colors (n, G, 4), origin (n, 2) tile corner px, live (n, P) transmittance
@@ -112,7 +111,7 @@ def _blend_step(
     # Clamping the exponent first keeps exp's results normal floats (denormals are ~20x slower on
     # x86) and caps alpha at ALPHA_MAX; anything clamped from below ends under ALPHA_MIN.
     alpha.addcmul_(bx[:, None, :, :], dy[:, :, None, :]).clamp_(_LOG_FLOOR, _LOG_ALPHA_MAX).exp_()
-    alpha = F.threshold_(alpha, ALPHA_MIN, 0.0).view(n, p, g)  # (n, P, G)
+    alpha = torch.threshold_(alpha, ALPHA_MIN, 0.0).view(n, p, g)  # (n, P, G)
     trans = torch.empty((n, p, g + 1), device=params.device, dtype=params.dtype)
     trans[:, :, 0] = live
     torch.sub(torch.ones((), dtype=alpha.dtype), alpha, out=trans[:, :, 1:])
@@ -128,7 +127,7 @@ def _blend_step(
 
 def _run_batch(
     tiles: Tensor, lists: TileLists, params: Tensor, colors: Tensor, settings: RasterSettings
-) -> tuple[Tensor, Tensor, Tensor]:
+) -> tuple[Tensor, Tensor]:
     """Blend a batch of (n,) tiles to the end of their lists or until every pixel has stopped.
 
     ``lists.ids`` ends with a sentinel entry (index E) pointing at a padding row of ``params``

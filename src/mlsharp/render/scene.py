@@ -56,6 +56,14 @@ class RenderScene:
             raise ValueError(f"color_space must be one of {COLOR_SPACES}, got {self.color_space!r}")
 
     @property
+    def start_camera(self) -> Camera:
+        """The camera every view starts from; ``load_scene`` always sets one, a scene built in
+        memory without one is a caller's error."""
+        if self.camera is None:
+            raise SceneFileError("the scene carries no camera to render from")
+        return self.camera
+
+    @property
     def num_gaussians(self) -> int:
         return int(self.means.shape[0])
 
@@ -221,6 +229,7 @@ def load_scene(path: Path, metadata_path: Path | None = None) -> RenderScene:
         scene.random_weights = scene.random_weights or bool(meta.get("random_weights", False))
     if scene.camera is None:
         scene = replace(scene, camera=estimate_camera(scene), camera_source="estimated")
-    if not all(math.isfinite(float(v)) for v in (scene.camera.fx_px, scene.camera.fy_px)):
+    camera = scene.start_camera
+    if not all(math.isfinite(float(v)) for v in (camera.fx_px, camera.fy_px)):
         raise SceneFileError(f"{path}: the camera's focal length is not finite")
     return scene

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -41,7 +42,7 @@ def encode_png(frame: torch.Tensor | np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def _codec():
+def _codec() -> Any:
     try:
         import av
     except ImportError:
