@@ -195,6 +195,27 @@ def _scene_from_spz(data: bytes, name: str) -> RenderScene:
     )
 
 
+def _parse(data: bytes, name: str) -> RenderScene:
+    """A PLY or SPZ scene by content, not by name; a camera only if the PLY carries one."""
+    if data.startswith(b"ply\n"):
+        scene = _scene_from_ply(data, name)
+    elif data.startswith(b"\x1f\x8b"):
+        scene = _scene_from_spz(data, name)
+    else:
+        raise SceneFileError(f"{name} is not a scene: expected a binary PLY or an SPZ file")
+    if scene.num_gaussians == 0:
+        raise SceneFileError(f"{name} holds no gaussians")
+    return scene
+
+
+def scene_from_bytes(data: bytes, name: str = "scene") -> RenderScene:
+    """A scene held in memory (the gateway's stored PLY), with its camera or an estimated one."""
+    scene = _parse(data, name)
+    if scene.camera is None:
+        scene = replace(scene, camera=estimate_camera(scene), camera_source="estimated")
+    return scene
+
+
 def load_scene(path: Path, metadata_path: Path | None = None) -> RenderScene:
     """Read a PLY or SPZ scene (by content, not by name) and find the photo's camera.
 
@@ -208,14 +229,7 @@ def load_scene(path: Path, metadata_path: Path | None = None) -> RenderScene:
         raise SceneFileError(f"scene file not found: {path}") from None
     except OSError as error:
         raise SceneFileError(f"cannot read scene file {path}: {error.strerror or error}") from None
-    if data.startswith(b"ply\n"):
-        scene = _scene_from_ply(data, str(path))
-    elif data.startswith(b"\x1f\x8b"):
-        scene = _scene_from_spz(data, str(path))
-    else:
-        raise SceneFileError(f"{path} is not a scene: expected a binary PLY or an SPZ file")
-    if scene.num_gaussians == 0:
-        raise SceneFileError(f"{path} holds no gaussians")
+    scene = _parse(data, str(path))
     sidecar = metadata_path if metadata_path is not None else path.with_suffix(".json")
     if metadata_path is not None or (scene.camera is None and sidecar.is_file()):
         meta = _read_metadata(sidecar)
