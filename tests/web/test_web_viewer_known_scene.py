@@ -141,7 +141,7 @@ def test_api_key_kept_in_session_storage_and_sent(page, tmp_path):
         page.fill("#api-key", key)
         assert page.evaluate("sessionStorage.getItem('mlsharp.apiKey')") == key
         page.click("#submit")
-        page.wait_for_selector("article.job[data-state=succeeded]", timeout=60_000)
+        page.wait_for_selector("article.job[data-state=completed]", timeout=60_000)
         page.wait_for_selector("#viewer[data-state=rendered]", timeout=90_000)
         assert page.locator("#form-error").is_hidden()
 
@@ -180,5 +180,5 @@ def test_drop_and_polling_when_the_event_stream_is_unavailable(page, known_scene
     page.wait_for_function(
         "() => document.querySelector('article.job .job-live')?.textContent.includes('Checking every')"
     )
-    page.wait_for_selector("article.job[data-state=succeeded]", timeout=60_000)
+    page.wait_for_selector("article.job[data-state=completed]", timeout=60_000)
     assert page.locator(".job-file .downloads a[data-format=spz]").count() == 1
