@@ -49,8 +49,7 @@ def test_photo_to_3d_preview(page, gateway_server, tmp_path, request):
     job.wait_for()
     # Live progress while the job runs: the file row shows its state as the events arrive.
     page.wait_for_function(
-        "() => ['running', 'done', 'failed']"
-        ".includes(document.querySelector('.job-file')?.dataset.state)",
+        "() => ['running', 'done', 'failed'].includes(document.querySelector('.job-file')?.dataset.state)",
         timeout=60_000,
     )
     _wait_job_done(page)
