@@ -134,6 +134,14 @@ class Settings(BaseSettings):
     #: with auth on, the fraction of job_max_queued one principal may hold (at least one job)
     job_owner_share: float = Field(default=0.5, gt=0, le=1)
 
+    # job renders (``render=true`` on POST /v1/jobs): per photo a still from the photo's camera
+    # and an orbit video, rendered on this process's CPU after the scene is made
+    #: frames of the orbit video (at render_fps; 60 frames = 2 s)
+    render_frames: int = Field(default=60, ge=1, le=600)
+    #: size of the still and the video, WIDTHxHEIGHT; even sides (H.264 in yuv420p needs them)
+    render_size: str = Field(default="512x512", pattern=r"^[1-9][0-9]{0,3}x[1-9][0-9]{0,3}$")
+    render_fps: int = Field(default=30, ge=1, le=120)
+
     # shared object storage
     #: where result files live: None = files under results_dir; "s3://bucket/prefix" = an
     #: S3-compatible bucket shared by every replica (s3_* below)
@@ -241,6 +249,14 @@ class Settings(BaseSettings):
         unknown = [fmt for fmt in value if fmt not in known_formats()]
         if unknown or not value:
             raise ValueError(f"unknown output format(s) {unknown}; choose from {list(known_formats())}")
+        return value
+
+    @field_validator("render_size")
+    @classmethod
+    def _even_render_size(cls, value: str) -> str:
+        width, height = (int(side) for side in value.split("x"))
+        if width % 2 or height % 2:
+            raise ValueError(f"width and height must be even for H.264 video, got {value}")
         return value
 
     @field_validator("triton_url")

@@ -26,11 +26,19 @@ router = APIRouter(tags=["files"])
 CACHE_CONTROL = "private, max-age=3600"
 
 
+#: files a job makes besides scenes: metadata, archives, renders (render=true)
+OTHER_MEDIA_TYPES = {
+    ".json": "application/json",
+    ".zip": "application/zip",
+    ".png": "image/png",
+    ".mp4": "video/mp4",
+}
+
+
 def media_type_for(name: str) -> str:
-    if name.endswith(".json"):
-        return "application/json"
-    if name.endswith(".zip"):
-        return "application/zip"
+    for extension, media_type in OTHER_MEDIA_TYPES.items():
+        if name.endswith(extension):
+            return media_type
     for label in sorted(format_labels().values(), key=lambda lab: -len(lab.extension)):
         if name.endswith(label.extension):
             return label.media_type

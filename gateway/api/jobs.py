@@ -3,19 +3,19 @@ and download every result as one zip."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Path, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Path, UploadFile
 from fastapi.responses import Response, StreamingResponse
+from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from gateway.api.deps import BaseUrl, PredictPrincipal, ServicesDep, read_image
 from gateway.api.files import file_response
 from gateway.api.schemas import JobAccepted, JobStatus, error_responses, job_status
 from gateway.errors import GatewayError, NotFound, PayloadTooLarge, Unprocessable
 from gateway.ids import safe_stem
-from gateway.service.inputs import check_params
+from gateway.service.inputs import check_flag, check_params
 from mlsharp.errors import MLSharpError
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -37,9 +37,13 @@ async def submit_job(
     format: Annotated[list[str] | None, Form(description="Formats, repeated or comma-separated")] = None,
     focal_px: Annotated[float | None, Form()] = None,
     focal_mm: Annotated[float | None, Form()] = None,
+    render: Annotated[
+        str | None, Form(description="true: also a preview.png and an orbit.mp4 per photo (default false)")
+    ] = None,
 ) -> dict[str, Any]:
     settings = services.settings
     focal = check_params(format, focal_px, focal_mm, settings.formats_default)
+    wants_render = check_flag("render", render)
     if not files:
         raise Unprocessable("Send at least one file in the 'files' field.")
     if len(files) > settings.job_max_files:
@@ -53,7 +57,7 @@ async def submit_job(
             raise
         uploads.append((upload.filename or "image", safe_stem(upload.filename), data))
     job_id = await services.jobs.submit(
-        principal.name, uploads, focal.formats, focal.focal_px, focal.focal_mm, base_url
+        principal.name, uploads, focal.formats, focal.focal_px, focal.focal_mm, base_url, wants_render
     )
     return {
         "job_id": job_id,
@@ -76,30 +80,31 @@ async def cancel_job(
     return job_status(await services.jobs.cancel(job_id, principal), base_url)
 
 
+async def watched_job(job_id: JobId, services: ServicesDep, principal: PredictPrincipal) -> str:
+    """The job's id once it is known to be the caller's: a 404 comes before the stream starts."""
+    await services.jobs.get(job_id, principal)
+    return job_id
+
+
 @router.get(
     "/{job_id}/events",
-    responses={200: {"content": {"text/event-stream": {}}}, **error_responses(401, 403, 404)},
-    response_class=StreamingResponse,
+    response_class=EventSourceResponse,
+    responses=error_responses(401, 403, 404),
+    summary="Follow a job: a `job` event (the JobStatus) per change, then one `end` event",
 )
 async def job_events(
-    job_id: JobId, services: ServicesDep, principal: PredictPrincipal, base_url: BaseUrl
-) -> StreamingResponse:
-    await services.jobs.get(job_id, principal)  # 404 before the stream starts
-
-    async def stream() -> AsyncIterator[str]:
-        try:
-            async for job in services.jobs.watch(job_id, principal):
-                if job is None:
-                    yield ": keep-alive\n\n"
-                    continue
-                body = job_status(job, base_url).model_dump_json()
-                yield f"event: job\nid: {job.version}\ndata: {body}\n\n"
-        except NotFound:  # expired (TTL) while someone was still watching
-            pass
-        yield f"event: end\ndata: {json.dumps({'job_id': job_id})}\n\n"
-
-    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-    return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)
+    job_id: Annotated[str, Depends(watched_job)],
+    services: ServicesDep,
+    principal: PredictPrincipal,
+    base_url: BaseUrl,
+) -> AsyncIterator[ServerSentEvent]:
+    """FastAPI encodes the events and sends a keep-alive comment when the job is quiet."""
+    try:
+        async for job in services.jobs.watch(job_id, principal):
+            yield ServerSentEvent(event="job", id=str(job.version), data=job_status(job, base_url))
+    except NotFound:  # expired (TTL) while someone was still watching
+        pass
+    yield ServerSentEvent(event="end", data={"job_id": job_id})
 
 
 @router.get(

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, HttpUrl
 
-from gateway.service.job_rows import FileState, JobRow, JobState
+from gateway.service.job_rows import FileStage, FileState, JobRow, JobState
 from gateway.service.webhooks import EventType
 
 
@@ -115,7 +115,12 @@ class JobFile(BaseModel):
     error: str | None
     error_code: str | None = Field(default=None, description="Machine-readable error code")
     processing_time: float | None
-    downloads: dict[str, str]
+    stage: FileStage | None = Field(
+        default=None, description="While running: inference, then render (render=true jobs)"
+    )
+    downloads: dict[str, str] = Field(
+        description="Format -> URL; also metadata, and preview (PNG) and orbit (MP4) with render=true"
+    )
 
 
 class JobStatus(BaseModel):
@@ -124,6 +129,7 @@ class JobStatus(BaseModel):
     progress: float
     counts: dict[str, int]
     formats: list[str]
+    render: bool = Field(description="Each photo also gets a preview still and an orbit video")
     error: str | None
     created_at: float
     updated_at: float
@@ -149,6 +155,7 @@ def job_status(job: JobRow, base_url: str) -> JobStatus:
             error=file.error,
             error_code=file.error_code,
             processing_time=file.processing_time,
+            stage=file.stage,
             downloads={fmt: f"{base_url}/files/{job_id}/{name}" for fmt, name in file.outputs.items()},
         )
         for file in job.files
@@ -160,6 +167,7 @@ def job_status(job: JobRow, base_url: str) -> JobStatus:
         progress=round(finished / counts["total"], 4) if counts["total"] else 1.0,
         counts=counts,
         formats=list(job.formats),
+        render=job.render,
         error=job.error,
         created_at=job.created_at,
         updated_at=job.updated_at,

@@ -29,8 +29,16 @@ NODE_MODULES = Path(os.environ.get("MLSHARP_WEB_MODULES", _HERE.parent.parent / 
 
 # The page's own files: URL name -> media type.
 PAGE_FILES = {
+    "api.js": "text/javascript; charset=utf-8",
     "app.js": "text/javascript; charset=utf-8",
+    "dom.js": "text/javascript; charset=utf-8",
+    "events.js": "text/javascript; charset=utf-8",
+    "files.js": "text/javascript; charset=utf-8",
+    "history.js": "text/javascript; charset=utf-8",
     "i18n.js": "text/javascript; charset=utf-8",
+    "job.js": "text/javascript; charset=utf-8",
+    "preview.js": "text/javascript; charset=utf-8",
+    "state.js": "text/javascript; charset=utf-8",
     "viewer.js": "text/javascript; charset=utf-8",
     "style.css": "text/css; charset=utf-8",
 }

@@ -58,11 +58,14 @@ CREATE INDEX IF NOT EXISTS file_refs_blob ON file_refs(blob_key);
 """
 
 #: (table, column, type) added since the first schema; applied at open, on both databases.
-#: lease_owner/lease_expires_at: which replica works on a job, and until when (see jobs.py)
+#: lease_owner/lease_expires_at: which replica works on a job, and until when (see jobs.py);
+#: jobs.render: the job also renders a still and a video; job_files.stage: what a running file does
 MIGRATIONS = (
     ("job_files", "error_code", "TEXT"),
     ("jobs", "lease_owner", "TEXT"),
     ("jobs", "lease_expires_at", "REAL"),
+    ("jobs", "render", "INTEGER NOT NULL DEFAULT 0"),
+    ("job_files", "stage", "TEXT"),
 )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gateway.errors import PayloadTooLarge, UnsupportedMediaType
+from gateway.errors import PayloadTooLarge, Unprocessable, UnsupportedMediaType
 from gateway.formats import known_formats
 from mlsharp.errors import InvalidImageError, InvalidParameterError
 from mlsharp.focal import validate_focal_overrides
@@ -70,3 +70,18 @@ def check_params(
     """Validate formats and focal overrides with the core package's rules."""
     px, mm = validate_focal_overrides(focal_px, focal_mm)
     return PredictParams(parse_formats(formats, default), px, mm)
+
+
+_TRUE = ("true", "1", "yes", "on")
+_FALSE = ("false", "0", "no", "off")
+
+
+def check_flag(name: str, value: str | None) -> bool:
+    """A yes/no form field: absent or empty is false; anything but true/false words is a 422
+    that names the field and the value, instead of a validator's generic text."""
+    word = (value or "").strip().lower()
+    if word in _TRUE:
+        return True
+    if word in _FALSE or not word:
+        return False
+    raise Unprocessable(f"'{name}' must be true or false, got {value!r}.")

@@ -16,10 +16,13 @@ from typing import Any, Literal, TypeVar, get_args
 
 JobState = Literal["queued", "running", "completed", "partial", "failed", "cancelled"]
 FileState = Literal["pending", "running", "done", "failed", "cancelled"]
+#: what a running file is doing: making its scene, then (``render=true``) its still and video
+FileStage = Literal["inference", "render"]
 
 ACTIVE: tuple[JobState, ...] = ("queued", "running")
 TERMINAL: tuple[JobState, ...] = ("completed", "partial", "failed", "cancelled")
 FILE_STATES: tuple[FileState, ...] = get_args(FileState)
+FILE_STAGES: tuple[FileStage, ...] = get_args(FileStage)
 
 _S = TypeVar("_S", bound=str)
 
@@ -48,8 +51,9 @@ class JobFileRow:
     error: str | None
     error_code: str | None
     processing_time: float | None
-    #: format (and ``metadata``) -> file name under the job's downloads
+    #: format (and ``metadata``, ``preview``, ``orbit``) -> file name under the job's downloads
     outputs: dict[str, str]
+    stage: FileStage | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> JobFileRow:
@@ -63,6 +67,7 @@ class JobFileRow:
             error_code=row.get("error_code"),
             processing_time=_opt_float(row["processing_time"]),
             outputs=dict(json.loads(row["outputs"] or "{}")),
+            stage=None if row.get("stage") is None else _state(row["stage"], FILE_STAGES, "job_files"),
         )
 
 
@@ -84,6 +89,8 @@ class JobRow:
     base_url: str
     #: bumped by every change a watcher should see (the SSE event id)
     version: int
+    #: each photo also gets a still and an orbit video
+    render: bool = False
     files: tuple[JobFileRow, ...] = ()
 
     @property
@@ -106,5 +113,6 @@ class JobRow:
             error=row["error"],
             base_url=str(row["base_url"]),
             version=int(row["version"]),
+            render=bool(row.get("render") or 0),
             files=files,
         )

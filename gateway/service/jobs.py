@@ -28,6 +28,7 @@ from gateway.service.job_admission import insert_within_limits
 from gateway.service.job_leases import JobLeases, LeaseLost, default_replica_id
 from gateway.service.job_rows import ACTIVE, JobFileRow, JobRow, JobState
 from gateway.service.predict import PredictService, SceneResult
+from gateway.service.renders import RenderSpec, store_renders
 from gateway.service.storage import ResultStore
 from gateway.service.webhooks import WebhookService
 from gateway.settings import Settings
@@ -110,6 +111,7 @@ class JobService:
         focal_px: float | None,
         focal_mm: float | None,
         base_url: str,
+        render: bool = False,
     ) -> str:
         """Persist inputs and the job, then wake a worker; ``uploads`` are (filename, stem, bytes)."""
         if await self.active_count() >= self.settings.job_max_queued:
@@ -123,8 +125,18 @@ class JobService:
         statements: list[tuple[str, tuple[Any, ...]]] = [
             (
                 "INSERT INTO jobs (job_id, owner, state, formats, focal_px, focal_mm, created_at, "
-                "updated_at, base_url) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?)",
-                (job_id, owner, json.dumps(list(formats)), focal_px, focal_mm, now, now, base_url),
+                "updated_at, base_url, render) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    job_id,
+                    owner,
+                    json.dumps(list(formats)),
+                    focal_px,
+                    focal_mm,
+                    now,
+                    now,
+                    base_url,
+                    int(render),
+                ),
             )
         ]
         statements += [
@@ -198,23 +210,19 @@ class JobService:
             raise NotFound("The job produced no files.")
         return job_id, await self.store.archive(job_id, members)
 
-    async def watch(
-        self, job_id: str, principal: Principal, keepalive_s: float = 15.0
-    ) -> AsyncIterator[JobRow | None]:
-        """Yield the job each time it changes (None as a keep-alive) until it ends.
+    async def watch(self, job_id: str, principal: Principal) -> AsyncIterator[JobRow]:
+        """Yield the job each time it changes until it ends (keep-alives are the SSE layer's).
 
         Changes made here wake the stream at once; another replica's are read by polling, at
         most every 0.5 s (``job_poll_s`` if smaller).
         """
         poll_s = min(0.5, self.settings.job_poll_s)
         seen = -1
-        last_sent = time.monotonic()
         while True:
             tick = self._tick  # read before the row, so a change in between is never missed
             job = await self.get(job_id, principal)
             if job.version != seen:
                 seen = job.version
-                last_sent = time.monotonic()
                 yield job
             if job.terminal:
                 return
@@ -223,9 +231,6 @@ class JobService:
                     continue
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._changed.wait(), timeout=poll_s)
-            if time.monotonic() - last_sent >= keepalive_s:
-                last_sent = time.monotonic()
-                yield None
 
     # -- workers ----------------------------------------------------------------------------
 
@@ -344,7 +349,7 @@ class JobService:
 
     async def _process_file(self, job: JobRow, idx: int, stem: str) -> None:
         job_id, formats = job.job_id, job.formats
-        await self._set_file(job_id, idx, "state = 'running'", ())
+        await self._set_file(job_id, idx, "state = 'running', stage = 'inference'", ())
         image = await self.store.read(job_id, input_name(idx))
         start = time.perf_counter()
         try:
@@ -352,14 +357,25 @@ class JobService:
             params = PredictParams(formats, job.focal_px, job.focal_mm)
             result = await self._infer_with_retry(image, params, job.owner)
             outputs = await self.predict.link_outputs(result, formats, job_id, f"{idx:02d}_{stem}")
+            if job.render:  # the scene is downloadable while its pictures are made
+                await self._set_file(job_id, idx, "stage = 'render', outputs = ?", (json.dumps(outputs),))
+                spec = RenderSpec.from_settings(self.settings)
+                scenes = self.predict.scenes
+                outputs |= await store_renders(self.store, scenes, result.key, job_id, idx, stem, spec)
         except (MLSharpError, GatewayError) as error:
             await self._set_file(
-                job_id, idx, "state = 'failed', error = ?, error_code = ?", (str(error), error.code)
+                job_id,
+                idx,
+                "state = 'failed', stage = NULL, error = ?, error_code = ?",
+                (str(error), error.code),
             )
             return
         elapsed = round(time.perf_counter() - start, 3)
         await self._set_file(
-            job_id, idx, "state = 'done', outputs = ?, processing_time = ?", (json.dumps(outputs), elapsed)
+            job_id,
+            idx,
+            "state = 'done', stage = NULL, outputs = ?, processing_time = ?",
+            (json.dumps(outputs), elapsed),
         )
 
     async def _infer_with_retry(self, image: bytes, params: PredictParams, owner: str) -> SceneResult:

@@ -1,6 +1,8 @@
 """`mlsharp` command line: predict scenes from photos with the eager PyTorch path; `mlsharp tune`
 measures and applies Triton settings for a model repository (mlsharp_tools.tuning, a tool around
-the library: present in a source checkout, absent from the served images).
+the library: present in a source checkout, absent from the served images); `mlsharp render` and
+`mlsharp compare-render` make pictures and videos of scenes and compare two scenes as images
+(see mlsharp.render).
 
 Without `--checkpoint` the official checkpoint is downloaded once to the torch hub cache. When
 that is impossible the command fails at once and says how to pass a local file. `--random-weights`
@@ -69,6 +71,10 @@ def _build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--no-download", action="store_true", help="never download the checkpoint")
 
     _add_tune_parser(commands)
+
+    from mlsharp.render.command import add_parsers as add_render_parsers
+
+    add_render_parsers(commands)
     return parser
 
 
@@ -158,6 +164,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_predict(args)
         if args.command == "tune":
             return _run_tune(args)
+        if args.command == "render":
+            from mlsharp.render.command import run_render
+
+            return run_render(args)
+        if args.command == "compare-render":
+            from mlsharp.render.command import run_compare
+
+            return run_compare(args)
     except MLSharpError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

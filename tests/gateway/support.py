@@ -163,3 +163,15 @@ class Receiver:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def sse_events(text: str) -> list[tuple[str, Any]]:
+    """(event name, decoded JSON data) of each event in a text/event-stream body; comments and
+    the order of fields within an event do not matter, as for a browser's EventSource."""
+    events = []
+    for block in text.replace("\r\n", "\n").split("\n\n"):
+        fields = [line.split(":", 1) for line in block.split("\n") if line and not line.startswith(":")]
+        values = {name: value.removeprefix(" ") for name, value in fields}
+        if "data" in values:
+            events.append((values.get("event", "message"), json.loads(values["data"])))
+    return events

@@ -10,7 +10,7 @@ import zipfile
 from fastapi.testclient import TestClient
 
 from gateway.app import create_app
-from tests.gateway.support import FakeBackend, jpeg_bytes, png_bytes, wait_for
+from tests.gateway.support import FakeBackend, jpeg_bytes, png_bytes, sse_events, wait_for
 
 
 def test_predict_contract_and_download(client: TestClient) -> None:
@@ -147,11 +147,11 @@ def test_job_batch_archive_and_events(client: TestClient) -> None:
     # the event stream of a finished job: one snapshot, then the end event
     with client.stream("GET", body["events_url"]) as stream:
         text = "".join(stream.iter_text())
-    events = [block for block in text.split("\n\n") if block.strip()]
-    assert events[0].startswith("event: job\n")
-    snapshot = json.loads(events[0].split("data: ", 1)[1])
+    events = sse_events(text)
+    assert events[0][0] == "job"
+    snapshot = events[0][1]
     assert snapshot["state"] == "completed" and snapshot["counts"]["done"] == 3
-    assert events[-1].startswith("event: end\n")
+    assert events[-1] == ("end", {"job_id": body["job_id"]})
 
 
 def test_job_events_follow_progress_and_cancel(make_settings, receiver) -> None:
@@ -186,11 +186,7 @@ def test_event_stream_of_a_running_job(make_settings) -> None:
         with client.stream("GET", body["events_url"]) as stream:
             assert stream.headers["content-type"].startswith("text/event-stream")
             text = "".join(stream.iter_text())
-    snapshots = [
-        json.loads(block.split("data: ", 1)[1])
-        for block in text.split("\n\n")
-        if block.startswith("event: job\n")
-    ]
+    snapshots = [data for name, data in sse_events(text) if name == "job"]
     done = [s["counts"]["done"] for s in snapshots]
     assert len(snapshots) >= 3
     assert done == sorted(done) and done[-1] == 3

@@ -24,12 +24,12 @@ def _wait_job_done(page, timeout_ms: int = 100_000) -> None:
     """Wait for the newest job to end; fail at once, with the page's words, if it did not succeed."""
     job = page.locator("article.job").first
     page.wait_for_selector(
-        "article.job:is([data-state=succeeded],[data-state=failed],[data-state=partial],"
+        "article.job:is([data-state=completed],[data-state=failed],[data-state=partial],"
         "[data-state=cancelled],[data-state=expired])",
         timeout=timeout_ms,
     )
     state = job.get_attribute("data-state")
-    assert state == "succeeded", f"job ended {state}: {job.inner_text()}"
+    assert state == "completed", f"job ended {state}: {job.inner_text()}"
 
 
 def _choose(page, name: str, data: bytes, mime: str = "image/jpeg") -> None:
@@ -49,8 +49,7 @@ def test_photo_to_3d_preview(page, gateway_server, tmp_path, request):
     job.wait_for()
     # Live progress while the job runs: the file row shows its state as the events arrive.
     page.wait_for_function(
-        "() => ['running', 'succeeded', 'failed']"
-        ".includes(document.querySelector('.job-file')?.dataset.state)",
+        "() => ['running', 'done', 'failed'].includes(document.querySelector('.job-file')?.dataset.state)",
         timeout=60_000,
     )
     _wait_job_done(page)

@@ -61,7 +61,7 @@ def test_viewer_orientation_fov_reset_and_safety(page, known_scene_gateway, tmp_
     assert page.locator(".job-file .file-name").first.text_content() == HOSTILE_NAME
     assert page.locator("#history .history-names").first.text_content() == HOSTILE_NAME
     assert page.evaluate("window.__pwned") is None
-    assert page.locator("main img").count() == 0
+    assert page.locator("main img:not(#render-preview)").count() == 0  # the page's own still only
 
     canvas = page.locator("#viewer canvas")
     shot = canvas.screenshot()
@@ -141,7 +141,7 @@ def test_api_key_kept_in_session_storage_and_sent(page, tmp_path):
         page.fill("#api-key", key)
         assert page.evaluate("sessionStorage.getItem('mlsharp.apiKey')") == key
         page.click("#submit")
-        page.wait_for_selector("article.job[data-state=succeeded]", timeout=60_000)
+        page.wait_for_selector("article.job[data-state=completed]", timeout=60_000)
         page.wait_for_selector("#viewer[data-state=rendered]", timeout=90_000)
         assert page.locator("#form-error").is_hidden()
 
@@ -180,5 +180,5 @@ def test_drop_and_polling_when_the_event_stream_is_unavailable(page, known_scene
     page.wait_for_function(
         "() => document.querySelector('article.job .job-live')?.textContent.includes('Checking every')"
     )
-    page.wait_for_selector("article.job[data-state=succeeded]", timeout=60_000)
+    page.wait_for_selector("article.job[data-state=completed]", timeout=60_000)
     assert page.locator(".job-file .downloads a[data-format=spz]").count() == 1
