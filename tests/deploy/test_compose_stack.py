@@ -298,7 +298,8 @@ def test_the_scale_profile_keeps_jobs_in_postgres_and_results_in_s3(stack) -> No
     content = httpx.get(download, timeout=60).content
     assert content.startswith(b"ply\n")
     state = stack.compose(
-        "exec", "-T", "postgres", "psql", "-h", "/tmp", "-U", "mlsharp", "-d", "mlsharp", "-tAc",
+        "exec", "-T", "postgres", "psql", "-h", "/tmp", "-p", str(stack.ports["POSTGRES"]),
+        "-U", "mlsharp", "-d", "mlsharp", "-tAc",
         f"SELECT state FROM jobs WHERE job_id = '{job['job_id']}'",
     )  # fmt: skip
     assert state.strip() == "completed"
