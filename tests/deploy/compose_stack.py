@@ -242,6 +242,8 @@ class ComposeStack:
                 self.sh(*argv, build["context"], log=f"build-{name}.log", timeout=1500)
             built.add(image)
             self.image_sizes[image] = int(self.sh(DOCKER, "image", "inspect", "-f", "{{.Size}}", image))
+        # a rebuilt tag leaves its previous image dangling: ~5 GB per local run until pruned
+        self.sh(DOCKER, "image", "prune", "-f", check=False)
 
     # -- the running stack -----------------------------------------------------------------------
     def up(self, phase: str) -> None:
