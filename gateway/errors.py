@@ -138,11 +138,32 @@ _REASONS = {
 }
 
 
+#: asyncpg's classes for "the server is not there (now)", by name: importing asyncpg here would
+#: make the embedded SQLite gateway depend on it
+_DATABASE_OUTAGES = {"PostgresConnectionError", "InterfaceError", "CannotConnectNowError"}
+
+
+def storage_outage(error: BaseException) -> bool:
+    """The database or the object store failed on its side (unreachable, full, 5xx): not the
+    client's fault and worth a retry, so 503 with Retry-After rather than a 500."""
+    if isinstance(error, OSError | TimeoutError):  # refused, reset, disk full
+        return True
+    module = type(error).__module__
+    if module.startswith("botocore"):
+        response = getattr(error, "response", None)
+        if not isinstance(response, dict):
+            return True  # endpoint unreachable, connect or read timeout
+        return int(response.get("ResponseMetadata", {}).get("HTTPStatusCode", 500)) >= 500
+    if module.startswith("asyncpg"):
+        return any(cls.__name__ in _DATABASE_OUTAGES for cls in type(error).__mro__)
+    return False
+
+
 def status_for(error: BaseException) -> int:
     for cls in type(error).__mro__:
         if cls in STATUS_TABLE:
             return STATUS_TABLE[cls]
-    return 500
+    return 503 if storage_outage(error) else 500
 
 
 #: the code of an error that has no class of its own (framework 404/405, unknown exceptions)
@@ -185,15 +206,19 @@ def error_body(status: int, message: str, path: str, code: str | None = None) ->
 def error_response(error: BaseException, path: str) -> JSONResponse:
     """Response for any exception; unknown ones become a 500 without their text."""
     status = status_for(error)
+    headers = getattr(error, "headers", None) or {}
+    code = error_code(error, status)
     if status >= 500 and not isinstance(error, GatewayError | MLSharpError):
         log.error("unhandled error on %s", path, exc_info=error)
         message = "Internal server error; the request id in the logs has the details."
+        if storage_outage(error):
+            message = "Storage (database or object store) is unavailable; retry later."
+            headers, code = {"Retry-After": "5"}, "storage_unavailable"
     else:
         message = str(error) or type(error).__name__
-    headers = getattr(error, "headers", None) or {}
     if status == 401:
         headers = {"WWW-Authenticate": 'Bearer realm="mlsharp"', **headers}
-    body = error_body(status, message, path, error_code(error, status))
+    body = error_body(status, message, path, code)
     return JSONResponse(body, status_code=status, headers=headers)
 
 

@@ -108,7 +108,8 @@ def test_shared_database_needs_one_webhook_key(make_settings, postgres_url) -> N
 
 
 def test_readiness_reflects_the_database(make_settings) -> None:
-    """/v1/ready is 503 once its PostgreSQL is gone (a real server, stopped); /v1/live still 200."""
+    """/v1/ready is 503 once its PostgreSQL is gone (a real server, stopped), /v1/live still 200,
+    and a job submitted meanwhile gets 503 with Retry-After (storage is not the client's fault)."""
     from tests.servers.postgres import PostgresServer, require_postgres
 
     server = PostgresServer(require_postgres()).start()
@@ -122,5 +123,9 @@ def test_readiness_reflects_the_database(make_settings) -> None:
             assert answer.status_code == 503, answer.text
             assert "database is unreachable" in answer.text
             assert client.get("/v1/live").status_code == 200
+            # a request that needs the database: 503 + Retry-After, not a 500
+            refused = client.post("/v1/jobs", files=photos(1, seed=90))
+            assert refused.status_code == 503, refused.text
+            assert refused.json()["code"] == "storage_unavailable" and refused.headers["retry-after"]
     finally:
         server.stop()

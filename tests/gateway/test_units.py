@@ -229,3 +229,19 @@ def test_output_names_never_collide_between_formats() -> None:
     assert output_name("ply") == "output.ply"
     assert output_name("ply-clean") == "output.ply-clean.ply"
     assert output_name("spz", random_weights=True) == "output.RANDOM-WEIGHTS.spz"
+
+
+def test_storage_outages_are_503_and_bugs_stay_500() -> None:
+    from botocore.exceptions import ClientError, EndpointConnectionError
+
+    from gateway.errors import status_for
+
+    def client_error(status: int) -> ClientError:
+        body = {"Error": {"Code": "X", "Message": "m"}, "ResponseMetadata": {"HTTPStatusCode": status}}
+        return ClientError(body, "PutObject")  # type: ignore[arg-type]
+
+    assert status_for(EndpointConnectionError(endpoint_url="http://s3")) == 503
+    assert status_for(client_error(500)) == 503 and status_for(client_error(503)) == 503
+    assert status_for(client_error(403)) == 500  # our credentials are wrong: a bug, not an outage
+    assert status_for(ConnectionRefusedError()) == 503 and status_for(OSError(28, "No space")) == 503
+    assert status_for(KeyError("x")) == 500
