@@ -192,7 +192,7 @@ def error_code(error: BaseException | None, status: int) -> str:
 
 
 def error_body(status: int, message: str, path: str, code: str | None = None) -> dict[str, Any]:
-    """The one error shape of the API: the seed's fields plus ``code``."""
+    """The one error shape of the API: the fields existing clients parse, plus ``code``."""
     return {
         "error": _REASONS.get(status, "Error"),
         "code": code or _STATUS_CODES.get(status, "error"),

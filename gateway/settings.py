@@ -3,7 +3,7 @@
 Precedence (lowest first): built-in defaults < YAML/JSON file given with ``--config`` <
 ``MLSHARP_*`` environment variables < command-line flags. Unknown keys and invalid values stop
 start-up with :class:`SettingsError`, whose message names the key, instead of being ignored the
-way the seed's ``--config`` silently fell back to defaults.
+way a mistyped ``--config`` key used to fall back to defaults in silence.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from pydantic_settings import BaseSettings, InitSettingsSource, PydanticBaseSett
 ENV_PREFIX = "MLSHARP_"
 Scope = Literal["predict", "admin"]
 
-#: keys of the seed's config file that still mean something, mapped to ours
-SEED_KEY_ALIASES: dict[str, str] = {
+#: keys of the older config-file format that still mean something, mapped to ours
+LEGACY_KEY_ALIASES: dict[str, str] = {
     "triton_grpc_url": "triton_url",
     "max_file_size": "upload_max_bytes",
     "output_dir": "results_dir",
@@ -332,10 +332,10 @@ def read_config_file(path: Path) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for key, value in data.items():
         name = str(key).strip().lower().replace("-", "_")
-        if name == "no_cache":  # the seed's negative flag
+        if name == "no_cache":  # the older format's negative flag
             result["cache_enabled"] = not bool(value)
             continue
-        result[SEED_KEY_ALIASES.get(name, name)] = value
+        result[LEGACY_KEY_ALIASES.get(name, name)] = value
     return result
 
 

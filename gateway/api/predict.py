@@ -1,6 +1,6 @@
 """POST /v1/predict: one image in, one scene file URL per requested format out (one network run).
 
-``url`` is the first format's download, as in the seed's contract; ``urls`` has every format."""
+``url`` is the first format's download, as existing clients expect; ``urls`` has every format."""
 
 from __future__ import annotations
 

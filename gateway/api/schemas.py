@@ -1,6 +1,6 @@
 """Response bodies of the /v1 API, for validation and the OpenAPI document.
 
-The seed's shapes are kept key for key; new resources (jobs) add their own models.
+The response shapes existing clients parse are kept key for key; new resources (jobs) add their own models.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ class ImageSizeModel(BaseModel):
 
 class PredictResponse(BaseModel):
     status: Literal["success"]
-    url: str = Field(description="Download of the first requested format (the seed's field)")
+    url: str = Field(description="Download of the first requested format (the field existing clients read)")
     urls: dict[str, str] = Field(default_factory=dict, description="One download per requested format")
     metadata_url: str | None = None
     image_size: ImageSizeModel | None = Field(default=None, description="The photo's size in pixels")

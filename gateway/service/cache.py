@@ -108,7 +108,7 @@ class MemoryCache:
 
 
 class RedisCache:
-    """Hashes ``{meta}`` with a TTL; a sorted-set index replaces the seed's ``KEYS`` scans."""
+    """Hashes ``{meta}`` with a TTL; a sorted-set index replaces ``KEYS`` scans."""
 
     kind = "redis"
 

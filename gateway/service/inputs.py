@@ -1,7 +1,7 @@
 """Checks on an upload before any inference: real image type, byte and pixel limits, parameters.
 
-The type is sniffed from magic bytes (the seed trusted the name and saved everything as
-``input.jpg``); the pixel count is read from the header only, so a decompression bomb is refused
+The type is sniffed from magic bytes (never from the file name or the declared content type);
+the pixel count is read from the header only, so a decompression bomb is refused
 before a single pixel is decoded, and before it costs a Triton round trip.
 """
 

@@ -1,4 +1,4 @@
-"""Prometheus metrics with the seed's names, in a registry owned by one app instance.
+"""Prometheus metrics under the names existing dashboards scrape, in a registry owned by one app instance.
 
 A per-app ``CollectorRegistry`` lets tests build many apps in one process without the global
 registry's duplicate-name errors.

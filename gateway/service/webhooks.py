@@ -1,9 +1,9 @@
 """Signed webhooks with a persisted outbox and background delivery.
 
-Fixes the seed: registrations belong to their owner (no global URL that receives everyone's
+Registrations belong to their owner (no global URL that receives everyone's
 results), each has its own secret, bodies are signed (HMAC-SHA256 over ``timestamp.body``),
 delivery never delays the HTTP response, failures are retried with exponential backoff, and
-the outbox lives in SQLite so a restart loses no delivery. Targets pass the SSRF guard at
+the outbox lives in the database so a restart loses no delivery. Targets pass the SSRF guard at
 registration and again before every attempt.
 """
 

@@ -3,7 +3,7 @@
 Why a private venv: the project venv pins tritonclient 2.73, whose wheel no longer ships the
 binary; 2.55+ binaries need glibc 2.38 (Debian 12 has 2.36). The 2.50.0 wheel's binary runs here
 once ``libb64.so.0d`` and ``libcudart.so.12`` are supplied, which we symlink from the
-nvidia-pytriton wheel's bundled libraries (see ../shared/triton/local-server.md §4).
+nvidia-pytriton wheel's bundled libraries.
 """
 
 from __future__ import annotations
