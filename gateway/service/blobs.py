@@ -16,13 +16,11 @@ import asyncio
 import logging
 import os
 import re
-import shutil
-import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
-from mlsharp.fileio import atomic_write, fsync_dir
+from mlsharp.fileio import atomic_copy, atomic_write, fsync_dir
 
 log = logging.getLogger("gateway.blobs")
 
@@ -101,21 +99,6 @@ def make_private_dir(path: Path) -> None:
         log.warning("cannot make %s private (not its owner); its files are still 0600", path)
 
 
-def _copy_into(target: Path, source: Path) -> None:
-    """Stream ``source`` to a temporary beside ``target``, fsync, rename, fsync the folder."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as out, source.open("rb") as src:
-            shutil.copyfileobj(src, out, CHUNK_BYTES)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    fsync_dir(target.parent)
-
-
 class LocalBlobStore:
     """Files under ``root`` (the results directory): key ``a/b/c`` is ``root/a/b/c``.
 
@@ -161,7 +144,7 @@ class LocalBlobStore:
                     os.replace(source, target)
                     fsync_dir(target.parent)
                 else:
-                    _copy_into(target, source)
+                    atomic_copy(target, source, mode=FILE_MODE, chunk_bytes=CHUNK_BYTES)
                     if move:
                         source.unlink(missing_ok=True)
                 return target.stat().st_size
