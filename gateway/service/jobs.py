@@ -177,14 +177,8 @@ class JobService:
     async def cancel(self, job_id: str, principal: Principal) -> JobRow:
         """Any replica may cancel: the state changes here, the replica running it stops."""
         await self.get(job_id, principal)
-        now = time.time()
         async with self.db.transaction() as tx:
-            changed = await tx.execute(
-                "UPDATE jobs SET state = 'cancelled', finished_at = ?, expires_at = ?, updated_at = ?, "
-                "version = version + 1, lease_owner = NULL, lease_expires_at = NULL "
-                "WHERE job_id = ? AND state IN ('queued', 'running')",
-                (now, now + self.settings.results_ttl_s, now, job_id),
-            )
+            changed = await self._end(tx, job_id, "cancelled", None, holder=None)
             if changed:
                 await tx.execute(
                     "UPDATE job_files SET state = 'cancelled' "
@@ -392,20 +386,29 @@ class JobService:
     async def _finish(self, job_id: str, state: JobState, error: str | None) -> None:
         """The final state and its webhook event, in one transaction, only while this replica
         holds the job."""
-        now = time.time()
         async with self.db.transaction() as tx:
-            changed = await tx.execute(
-                "UPDATE jobs SET state = ?, error = ?, finished_at = ?, expires_at = ?, updated_at = ?, "
-                "version = version + 1, lease_owner = NULL, lease_expires_at = NULL "
-                "WHERE job_id = ? AND state IN ('queued', 'running') AND lease_owner = ?",
-                (state, error, now, now + self.settings.results_ttl_s, now, job_id, self.replica_id),
-            )
+            changed = await self._end(tx, job_id, state, error, holder=self.replica_id)
             if changed:
                 await self._announce(tx, job_id, state, error)
         await self._notify()
         if changed:
             self.webhooks.wake()
             log.info("job finished", extra={"job_id": job_id, "state": state})
+
+    async def _end(
+        self, tx: Transaction, job_id: str, state: JobState, error: str | None, *, holder: str | None
+    ) -> bool:
+        """Move an active job to its final ``state`` in ``tx`` and free its lease; with
+        ``holder``, only while that replica holds it (a cancel needs no lease). True if it moved."""
+        now = time.time()
+        fence, fence_params = (" AND lease_owner = ?", (holder,)) if holder else ("", ())
+        changed = await tx.execute(
+            "UPDATE jobs SET state = ?, error = ?, finished_at = ?, expires_at = ?, updated_at = ?, "
+            "version = version + 1, lease_owner = NULL, lease_expires_at = NULL "
+            "WHERE job_id = ? AND state IN ('queued', 'running')" + fence,
+            (state, error, now, now + self.settings.results_ttl_s, now, job_id, *fence_params),
+        )
+        return changed > 0
 
     async def _announce(self, tx: Transaction, job_id: str, state: JobState, error: str | None) -> None:
         """The webhook event for a job that just ended (cancelled counts as failed), queued in
