@@ -13,17 +13,15 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import os
 import sys
-import threading
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from mlsharp import linalg3
+from mlsharp.chunks import run_chunks
 
 #: gaussians per CPU work item. Just below ATen's intra-op grain (32768), so each op runs on its
 #: pool thread alone; large enough that the Python/dispatch part of each op (which holds the GIL)
@@ -150,9 +148,6 @@ def _covariance_chunk(
     out_scales.clamp_(min=0.0).sqrt_()  # eigenvalues -> standard deviations
 
 
-_POOL: ThreadPoolExecutor | None = None
-_POOL_PID = 0
-_POOL_LOCK = threading.Lock()
 _MALLOC_TUNED = False
 
 
@@ -179,18 +174,6 @@ def _tune_glibc_malloc() -> None:
     mallopt(m_trim_threshold, 64 * 1024 * 1024)
 
 
-def _cpu_pool() -> ThreadPoolExecutor:
-    """The shared worker pool, one thread per intra-op thread; re-created in a forked child
-    (whose copy of the executor has no threads and would never run a task)."""
-    global _POOL, _POOL_PID
-    with _POOL_LOCK:
-        if _POOL is None or os.getpid() != _POOL_PID:
-            workers = max(1, min(torch.get_num_threads(), os.cpu_count() or 1))
-            _POOL = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mlsharp-cov")
-            _POOL_PID = os.getpid()
-        return _POOL
-
-
 def transform_covariances(quaternions: Tensor, scales: Tensor, linear: Tensor) -> tuple[Tensor, Tensor]:
     """Re-decompose A Sigma(q, s) A^T into (unit quaternion wxyz (N, 4), descending scales (N, 3)).
 
@@ -206,21 +189,18 @@ def transform_covariances(quaternions: Tensor, scales: Tensor, linear: Tensor) -
         return out_q, out_s
 
     def work(start: int, stop: int) -> None:
-        # Inference mode is thread-local, so pool threads enter it themselves. It is also the
-        # cheapest mode per op; only the temporaries are inference tensors, while the outputs keep
-        # the caller's mode (in-place writes into normal tensors are allowed in it).
-        with torch.inference_mode():
-            _covariance_chunk(
-                quaternions[start:stop], scales[start:stop], a_rows, out_q[start:stop], out_s[start:stop]
-            )
+        # run_chunks enters inference mode (thread-local) in each worker: only the temporaries
+        # are inference tensors, the outputs keep the caller's mode (in-place writes are allowed).
+        _covariance_chunk(
+            quaternions[start:stop], scales[start:stop], a_rows, out_q[start:stop], out_s[start:stop]
+        )
 
-    if quaternions.device.type != "cpu" or n <= CPU_CHUNK:
-        work(0, n)
+    if quaternions.device.type != "cpu":
+        run_chunks(n, n, work)  # one vectorised pass
     else:
-        _tune_glibc_malloc()
-        futures = [_cpu_pool().submit(work, i, min(i + CPU_CHUNK, n)) for i in range(0, n, CPU_CHUNK)]
-        for fut in futures:
-            fut.result()
+        if n > CPU_CHUNK:
+            _tune_glibc_malloc()
+        run_chunks(n, CPU_CHUNK, work)
     return out_q, out_s
 
 

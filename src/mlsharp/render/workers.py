@@ -5,55 +5,22 @@ barrier, and a barrier waits for a descheduled partner thread for up to a schedu
 Measured at load average ~11: one 512 x 512 frame took 30 s with ATen's two intra-op threads and
 3.6 s single-threaded. Chunks whose tensors stay below ATen's intra-op grain (32,768 elements)
 run each op inline on the calling thread, so two pool threads share the cores without barriers
-(the same scheme as :mod:`mlsharp.gaussians`); torch releases the GIL inside each op.
+(the pool of :mod:`mlsharp.chunks`, shared with :mod:`mlsharp.gaussians`); torch releases the GIL
+inside each op.
 """
 
 from __future__ import annotations
 
-import os
-import threading
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TypeVar
 
 import torch
 
-T = TypeVar("T")
+from mlsharp.chunks import cpu_pool, run_chunks
+
+__all__ = ["ATEN_GRAIN", "exclusive_cpu", "run_chunks"]
 #: ATen runs an elementwise op inline (no parallel region) below this many elements
 ATEN_GRAIN = 32768
-
-_POOL: ThreadPoolExecutor | None = None
-_POOL_PID = 0
-_LOCK = threading.Lock()
-
-
-def _pool() -> ThreadPoolExecutor:
-    """One worker per intra-op thread; re-created in a forked child (its copy has no threads)."""
-    global _POOL, _POOL_PID
-    with _LOCK:
-        if _POOL is None or os.getpid() != _POOL_PID:
-            workers = max(1, min(torch.get_num_threads(), os.cpu_count() or 1))
-            _POOL = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mlsharp-render")
-            _POOL_PID = os.getpid()
-        return _POOL
-
-
-def run_chunks(total: int, chunk: int, work: Callable[[int, int], T]) -> list[T]:
-    """``work(start, stop)`` for consecutive chunks of range(total), on the pool; results in order.
-
-    A single chunk runs on the calling thread. Workers enter inference mode themselves (it is
-    thread-local, and the cheapest mode per op).
-    """
-
-    def run(start: int, stop: int) -> T:
-        with torch.inference_mode():
-            return work(start, stop)
-
-    if total <= chunk:
-        return [run(0, total)]
-    futures = [_pool().submit(run, i, min(i + chunk, total)) for i in range(0, total, chunk)]
-    return [f.result() for f in futures]
 
 
 @contextmanager
@@ -64,7 +31,7 @@ def exclusive_cpu() -> Iterator[None]:
     Why not always: ``torch.set_num_threads`` is process-wide, so a server that renders beside
     other torch work must not call this; there the renderer keeps its chunks below the grain.
     """
-    _pool()  # sized from the intra-op thread count before it drops to 1
+    cpu_pool()  # sized from the intra-op thread count before it drops to 1
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
