@@ -117,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         seconds, after, largest, models, pss = [], [], [], [], []
         with PeakSampler(pid) as sampler:
             for index in range(args.requests):
-                request_s, _ = run_request(server, photo, args.format)
+                request_s, _ = run_request(server.grpc_url, photo, args.format)
                 per_process = tree_rss_bytes(pid)
                 seconds.append(request_s)
                 after.append(sum(per_process.values()))

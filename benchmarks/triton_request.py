@@ -11,8 +11,10 @@ the issue-3 manual run at full size (`--repository artifacts/full/model_reposito
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -26,8 +28,8 @@ MODELS = ("preprocess", "sharp", "postprocess")
 GRPC_LIMITS = [("grpc.max_send_message_length", 1 << 30), ("grpc.max_receive_message_length", 1 << 30)]
 
 
-def run_request(server: TritonServer, image: bytes, fmt: str) -> tuple[float, int]:
-    client = grpcclient.InferenceServerClient(server.grpc_url, channel_args=GRPC_LIMITS)
+def run_request(grpc_url: str, image: bytes, fmt: str) -> tuple[float, int]:
+    client = grpcclient.InferenceServerClient(grpc_url, channel_args=GRPC_LIMITS)
     inputs = [
         grpcclient.InferInput("image_bytes", [1, 1], "BYTES"),
         grpcclient.InferInput("focal_px", [1, 1], "FP32"),
@@ -44,17 +46,24 @@ def run_request(server: TritonServer, image: bytes, fmt: str) -> tuple[float, in
     return seconds, len(result.as_numpy("scenes")[0][0])
 
 
-def main() -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repository", type=Path, required=True)
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--repository", type=Path, help="start tritonserver on this repository")
+    where.add_argument("--urls", help="GRPC_HOST:PORT,HTTP_HOST:PORT of a running tritonserver instead")
     parser.add_argument("--format", default="ply")
     parser.add_argument("--out", type=Path)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     image = photo_jpeg()
-    with TritonServer(args.repository, startup_timeout_s=600) as server:
-        before = snapshot(server.http_url)
-        request_s, scene_bytes = run_request(server, image, args.format)
-        after = snapshot(server.http_url)
+    with contextlib.ExitStack() as stack:
+        if args.urls:
+            grpc_url, http_url = args.urls.split(",")
+        else:
+            server = stack.enter_context(TritonServer(args.repository, startup_timeout_s=600))
+            grpc_url, http_url = server.grpc_url, server.http_url
+        before = snapshot(http_url)
+        request_s, scene_bytes = run_request(grpc_url, image, args.format)
+        after = snapshot(http_url)
     # seconds spent per phase in this window (mean per request x requests), per model
     stages = {
         stage.model: {phase: ms * stage.requests / 1e3 for phase, ms in stage.mean_ms.items()}
@@ -65,7 +74,7 @@ def main() -> int:
     network_s = stages["sharp"]["compute_infer"]
     report = {
         "what": "one request through the mlsharp ensemble; RANDOM WEIGHTS (timing only)",
-        "repository": str(args.repository),
+        "repository": str(args.repository or args.urls),
         "format": args.format,
         "image_bytes": len(image),
         "scene_bytes": scene_bytes,

@@ -195,7 +195,6 @@ def run(args: argparse.Namespace) -> int:
         out / "onnx",
         Reference(image, factor, reference, floor),
         threads=args.intra_op_threads,
-        max_batch=max_batch_size,
         timings=timings,
     )
     checks += checked.checks
@@ -238,6 +237,7 @@ def run(args: argparse.Namespace) -> int:
             files["onnx_fp32"],
             fp16_onnx_path=files.get("onnx_fp16"),
             int8_onnx_path=files.get("onnx_int8"),
+            openvino_ir_path=files.get("openvino_bf16"),
         )
         print(f"triton repository ({args.target}): {repository}")
     write_manifest(

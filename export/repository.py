@@ -3,7 +3,8 @@
 Layout (docs/interfaces.md)::
 
     <repo>/preprocess/config.pbtxt  preprocess/1/model.py
-    <repo>/sharp/config.pbtxt       sharp/1/model.onnx + model.onnx.data  (+ model.py on CPU)
+    <repo>/sharp/config.pbtxt       sharp/1/model.onnx + model.onnx.data  (+ model.py on CPU;
+                                    + model.ov-bf16.xml/.bin for OpenVINO bf16)
     <repo>/postprocess/config.pbtxt postprocess/1/model.py
     <repo>/mlsharp/config.pbtxt     mlsharp/1/                  (empty: required for ensembles)
     <repo>/repository.json          the typed RepositoryOptions (read by ``mlsharp tune``)
@@ -27,6 +28,7 @@ from mlsharp.triton.models import (
     PREPROCESS,
     SHARP,
     RepositoryOptions,
+    served_model_file,
 )
 from mlsharp.triton.repository import write_configs
 
@@ -65,9 +67,14 @@ def _place(source: Path, target: Path) -> None:
 
 
 def onnx_files(onnx_path: Path) -> list[Path]:
-    """The graph file and its external-data file(s) written beside it."""
+    """The graph file and the file holding its weights beside it (ONNX external data, or the
+    ``.bin`` of an OpenVINO IR ``.xml``)."""
     files = [onnx_path]
-    data = onnx_path.with_name(onnx_path.name + ".data")
+    data = (
+        onnx_path.with_suffix(".bin")
+        if onnx_path.suffix == ".xml"
+        else onnx_path.with_name(onnx_path.name + ".data")
+    )
     if data.exists():
         files.append(data)
     return files
@@ -80,6 +87,7 @@ def write_repository(
     *,
     fp16_onnx_path: Path | None = None,
     int8_onnx_path: Path | None = None,
+    openvino_ir_path: Path | None = None,
     templates: Path = TEMPLATES,
 ) -> Path:
     """Create (or refresh) the repository at ``dest`` for ``opts.target``; returns ``dest``."""
@@ -105,6 +113,10 @@ def write_repository(
         if int8_onnx_path is None:
             raise ValueError("precision int8 needs the quantized graph (int8_onnx_path)")
         sources += onnx_files(int8_onnx_path)
+    if opts.runtime == "openvino" and opts.precision == "bf16":
+        if openvino_ir_path is None or openvino_ir_path.name != served_model_file(opts):
+            raise ValueError(f"OpenVINO bf16 serves {served_model_file(opts)} (openvino_ir_path)")
+        sources += onnx_files(openvino_ir_path)
     for source in sources:
         _place(source, dest / SHARP / "1" / source.name)
     (dest / ENSEMBLE / "1").mkdir(parents=True, exist_ok=True)

@@ -26,6 +26,7 @@ import torch
 from export import graphs, verify
 from mlsharp.cpu_features import CpuFeatures
 from mlsharp.errors import InvalidParameterError
+from mlsharp.triton.models import openvino_bf16_filename
 
 #: ``--precision`` values that choose what the CPU target serves, as (runtime, precision)
 CPU_VARIANTS: dict[str, tuple[str, str]] = {
@@ -119,14 +120,14 @@ def check_variants(
     ref: Reference,
     *,
     threads: int,
-    max_batch: int,
     timings: dict[str, float],
 ) -> CheckedVariants:
     """Check the candidates in order and stop at the first within its bound (:data:`verify.TOLERANCES`).
 
     ONNX Runtime fp32 needs no check of its own (the export always checks ``model.onnx`` on it).
-    int8 writes ``model.int8.onnx`` into ``files``; OpenVINO is checked with the served runner,
-    compiled exactly as Triton will compile it (same precision hint, threads and batch bound).
+    int8 writes ``model.int8.onnx`` into ``files``, OpenVINO bf16 its IR ``model.ov-bf16.xml``;
+    OpenVINO is checked with the served runner on the served file, compiled exactly as Triton will
+    compile it (same precision hint and threads).
     """
     result = CheckedVariants(None)
     for variant in variants:
@@ -139,15 +140,14 @@ def check_variants(
                 files["onnx_int8"], "int8", ref.image, ref.factor, ref.outputs, floor=ref.floor
             )
         elif variant.runtime == "openvino":
+            graph = files["onnx_fp32"]
+            if variant.precision == "bf16":
+                start = time.perf_counter()
+                graph = graphs.openvino_bf16_ir(graph, onnx_dir / openvino_bf16_filename(graph.name))
+                files["openvino_bf16"] = graph
+                timings["openvino_bf16_ir"] = time.perf_counter() - start
             check = verify.check_openvino(
-                files["onnx_fp32"],
-                variant.precision,
-                ref.image,
-                ref.factor,
-                ref.outputs,
-                threads=threads,
-                max_batch=max_batch,
-                floor=ref.floor,
+                graph, variant.precision, ref.image, ref.factor, ref.outputs, threads=threads, floor=ref.floor
             )
         if check is not None and not check.ok and len(variants) > 1:
             print("\n".join(check.lines()), flush=True)

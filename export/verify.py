@@ -202,13 +202,12 @@ def check_openvino(
     factor: torch.Tensor,
     reference: Sequence[np.ndarray],
     threads: int = 0,
-    max_batch: int = 8,
     floor: Sequence[float] | None = None,
 ) -> Check:
     """Run ``path`` in the served OpenVINO runner (same compile settings) and compare."""
     from mlsharp.triton.openvino_runner import OpenVinoRunner
 
-    runner = OpenVinoRunner(path, precision, threads, max_batch)  # type: ignore[arg-type]
+    runner = OpenVinoRunner(path, precision, threads)  # type: ignore[arg-type]
     start = time.perf_counter()
     outputs = runner.forward(image.numpy(), factor.numpy())
     seconds = time.perf_counter() - start

@@ -9,6 +9,7 @@ PyTorch read the preset and seed from the repository's own ``model_id`` (``rando
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
@@ -49,6 +50,21 @@ def export_test_preset(out: Path, *extra: str, seed: int = TRITON_TEST_SEED, pre
     result = subprocess.run(command, capture_output=True, text=True, timeout=1200)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     return out / "model_repository"
+
+
+@contextlib.contextmanager
+def served(repository: Path, **options: Any) -> Iterator[Any]:
+    """A started ``TritonServer`` on ``repository``, killed afterwards rather than stopped: the
+    graceful unload costs ~6 s per server and is test_server_lifecycle.py's to test. Killing still
+    has to leave no shared memory behind (checked here)."""
+    from mlsharp.triton.server import TritonServer
+
+    server = TritonServer(repository, **options).start()
+    try:
+        yield server
+    finally:
+        server.kill()
+        assert not server.leftover_shm(), server.leftover_shm()
 
 
 @dataclass(frozen=True)
@@ -109,9 +125,7 @@ def triton_server(triton_repository: Path) -> Iterator[Any]:
     Attributes used by the suite: ``grpc_url`` / ``http_url`` (``host:port``), ``metrics_url`` (full
     URL), ``repository``, ``http_port`` / ``grpc_port`` / ``metrics_port``, ``log_tail()``.
     """
-    from mlsharp.triton.server import TritonServer
-
-    with TritonServer(triton_repository) as server:
+    with served(triton_repository) as server:
         yield server
 
 

@@ -9,6 +9,7 @@ weights are the same when the repository's ``model_id`` equals the eager predict
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import os
@@ -84,7 +85,17 @@ def _parser() -> argparse.ArgumentParser:
         "memory at once (the full preset's eager ~10 GB peak + a served repository's ~10 GB), at the "
         "cost of not alternating under the same background load",
     )
+    p.add_argument(
+        "--triton-url",
+        help="gRPC host:port of a tritonserver already serving --repository (default: start one on it)",
+    )
     p.add_argument("--json", type=Path, help="also write the result as JSON here")
+    p.add_argument(
+        "--save-scenes",
+        type=Path,
+        metavar="DIR",
+        help="write the last eager.ply and triton.ply here (for mlsharp compare-render eager.ply triton.ply)",
+    )
     return p
 
 
@@ -144,13 +155,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                 times[name].append(seconds)
                 print(f"run {run + 1} {name}: {seconds:.3f} s", flush=True)
 
+    if args.triton_url and not args.repository:
+        print("error: --triton-url needs --repository, the repository that server serves", file=sys.stderr)
+        return 2
     load_before = os.getloadavg()
     if args.sequential:  # eager's peak is over, and its weights freed, before Triton loads
         measure([("eager", eager)])
         pipeline = None
         gc.collect()
-    with TritonServer(repository, startup_timeout_s=900) as server:
-        client = grpcclient.InferenceServerClient(server.grpc_url)
+    with contextlib.ExitStack() as stack:
+        url = args.triton_url or stack.enter_context(TritonServer(repository, startup_timeout_s=900)).grpc_url
+        client = grpcclient.InferenceServerClient(url)
 
         def triton() -> bytes:
             arrays = {
@@ -173,6 +188,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         load_after = os.getloadavg()
         client.close()
 
+    if args.save_scenes:
+        args.save_scenes.mkdir(parents=True, exist_ok=True)
+        for name, scene in scenes.items():
+            (args.save_scenes / f"{name}.ply").write_bytes(scene)
     med = {name: statistics.median(values) for name, values in times.items()}
     # rot_* are left out: q and -q are one rotation, and near-isotropic gaussians have no unique axes
     ours, ref = ply_vertices(scenes["triton"])[:, :10], ply_vertices(scenes["eager"])[:, :10]

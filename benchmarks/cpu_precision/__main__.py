@@ -3,7 +3,8 @@ at what memory and fidelity.
 
     .venv/bin/python -m benchmarks.cpu_precision --preset full --seed 0 --json out.json --markdown out.md
 
-Per path (torch eager fp32; torch bf16 autocast, channels-last; ONNX Runtime fp32 and dynamic int8;
+Per path (torch eager fp32; torch bf16 autocast, channels-last, also under ``torch.compile``;
+ONNX Runtime fp32 and dynamic int8;
 OpenVINO fp32, bf16 and on the int8 graph): set-up time, forward time (after ``--warmup`` untimed
 forwards), peak RSS, ratio to eager fp32, and the deviation from eager fp32 on every gaussian field,
 max and median of |diff| relative to the field's max |eager|, with the export's bound for that
@@ -33,7 +34,10 @@ from mlsharp.cpu_features import read_cpu_features
 from mlsharp.triton.models import RAW_OUTPUT_NAMES
 
 #: the export bound each path is judged by (export/verify.py TOLERANCES)
-PATH_PRECISION = {"eager-bf16": "bf16", "ov-bf16": "bf16", "ort-int8": "int8", "ov-int8": "int8"}
+PATH_PRECISION = {
+    "eager-bf16": "bf16", "eager-bf16-compile": "bf16", "ov-bf16": "bf16",
+    "ort-int8": "int8", "ov-int8": "int8",
+}  # fmt: skip
 GIB = 1 << 30
 
 

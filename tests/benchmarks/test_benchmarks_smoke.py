@@ -188,10 +188,12 @@ def test_load_cli_refuses_remote_url(capsys: pytest.CaptureFixture[str]) -> None
     assert "loopback only" in capsys.readouterr().err
 
 
-def test_compare_runs_tiny(triton_repository: Path, triton_weights: Any) -> None:
+def test_compare_runs_tiny(triton_server: Any, triton_repository: Path, triton_weights: Any) -> None:
+    """Alternating eager and Triton on the session's server (the sequential test below starts its own)."""
     cmd = [
         sys.executable, "-m", "benchmarks.compare", "--preset", triton_weights.preset, "--seed",
         str(triton_weights.seed), "--repository", str(triton_repository), "--repeats", "1",
+        "--triton-url", triton_server.grpc_url,
     ]  # fmt: skip
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -202,10 +204,10 @@ def test_compare_runs_tiny(triton_repository: Path, triton_weights: Any) -> None
     assert json.dumps(triton_weights.model_id) and triton_weights.model_id in proc.stdout
 
 
-def test_triton_request_runs_tiny(triton_repository: Path, tmp_path: Path) -> None:
+def test_triton_request_runs_tiny(triton_server: Any, tmp_path: Path) -> None:
     out = tmp_path / "request.json"
-    cmd = [sys.executable, "-m", "benchmarks.triton_request", "--repository", str(triton_repository),
-           "--out", str(out)]  # fmt: skip
+    cmd = [sys.executable, "-m", "benchmarks.triton_request", "--urls",
+           f"{triton_server.grpc_url},{triton_server.http_url}", "--out", str(out)]  # fmt: skip
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     report = json.loads(out.read_text())
@@ -331,7 +333,7 @@ def test_compare_sequential_runs_eager_before_triton(
     cmd = [
         sys.executable, "-m", "benchmarks.compare", "--preset", triton_weights.preset, "--seed",
         str(triton_weights.seed), "--repository", str(triton_repository), "--repeats", "2",
-        "--sequential", "--json", str(out),
+        "--sequential", "--json", str(out), "--save-scenes", str(tmp_path / "scenes"),
     ]  # fmt: skip
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -350,3 +352,5 @@ def test_compare_sequential_runs_eager_before_triton(
         result["median_s"]["triton"] / result["median_s"]["eager"]
     )
     assert result["max_relative_ply_difference"] < 0.05  # same weights, same photo
+    eager, served = ((tmp_path / "scenes" / f"{name}.ply").read_bytes() for name in ("eager", "triton"))
+    assert eager.startswith(b"ply\n") and served.startswith(b"ply\n") and len(eager) == len(served)

@@ -86,7 +86,7 @@ def cluster(
             gateway.stop()
         receiver.close()
         redis.kill()
-        second.stop()
+        second.kill()
 
 
 def photos(count: int, seed: int) -> list:

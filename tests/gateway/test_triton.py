@@ -205,7 +205,8 @@ def test_corrupt_image_is_a_4xx_from_triton(gateway: TestClient) -> None:
 
 
 def test_triton_stopped_gives_503_then_recovers(make_settings, server) -> None:
-    """Our own server on the same model repository: stopped under the gateway, then back."""
+    """Our own server on the same model repository: killed under the gateway (as a crash would), then
+    back. Killed rather than stopped: the graceful unload costs seconds and is tested elsewhere."""
     triton_server = _require_triton()
     repository = server.repository
     first = triton_server(repository).start()
@@ -216,7 +217,7 @@ def test_triton_stopped_gives_503_then_recovers(make_settings, server) -> None:
         ) as client:
             image = jpeg_bytes(96, 64)
             assert client.post("/v1/predict", files={"file": ("a.jpg", image)}).status_code == 200
-            first.stop()
+            first.kill()
             down = client.post("/v1/predict", files={"file": ("b.jpg", jpeg_bytes(97, 64))})
             assert down.status_code == 503 and down.headers["retry-after"]
             assert client.get("/v1/ready").status_code == 503
@@ -231,6 +232,6 @@ def test_triton_stopped_gives_503_then_recovers(make_settings, server) -> None:
                 again = client.post("/v1/predict", files={"file": ("c.jpg", jpeg_bytes(98, 64))})
                 assert again.status_code == 200, again.text
             finally:
-                second.stop()
+                second.kill()
     finally:
-        first.stop()
+        first.kill()

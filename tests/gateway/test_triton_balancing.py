@@ -44,7 +44,7 @@ def servers(triton_repository: Path) -> Iterator[list[Any]]:
         yield pair
     finally:
         for server in pair:
-            server.stop()
+            server.kill()  # the graceful unload is test_server_lifecycle.py's to test
 
 
 @pytest.fixture(scope="module")

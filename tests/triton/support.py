@@ -67,13 +67,14 @@ class OrtNetwork(torch.nn.Module):
 
 
 class OpenVinoNetwork(torch.nn.Module):
-    """The exported ONNX graph in the served OpenVINO runner, compiled as the CPU ``sharp`` compiles it."""
+    """An exported graph (ONNX, or the bf16 IR) in the served OpenVINO runner, compiled as the CPU
+    ``sharp`` compiles it."""
 
-    def __init__(self, onnx_path: Path, precision: str, max_batch: int = 8) -> None:
+    def __init__(self, graph_path: Path, precision: str) -> None:
         super().__init__()
         from mlsharp.triton.openvino_runner import OpenVinoRunner
 
-        self.runner = OpenVinoRunner(onnx_path, precision, 0, max_batch)  # type: ignore[arg-type]
+        self.runner = OpenVinoRunner(graph_path, precision, 0)  # type: ignore[arg-type]
 
     def forward(self, image: torch.Tensor, disparity_factor: torch.Tensor) -> tuple[torch.Tensor, ...]:
         outputs = self.runner.forward(image.numpy(), disparity_factor.numpy())

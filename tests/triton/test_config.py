@@ -147,7 +147,7 @@ def test_cpu_sharp_is_the_python_runner_with_batching_and_stamping_parameters() 
     assert sharp.backend == "python" and not sharp.platform
     assert [group.kind for group in sharp.instance_group] == [pb.ModelInstanceGroup.KIND_CPU]
     assert list(sharp.dynamic_batching.preferred_batch_size) == [2, 4]
-    assert sharp.parameters["onnx_file"].string_value == "model.onnx"
+    assert sharp.parameters["model_file"].string_value == "model.onnx"
     assert sharp.parameters["random_weights"].string_value == "true"
     assert sharp.parameters["model_id"].string_value == "random-full-seed0"
     disparity = next(tensor for tensor in sharp.input if tensor.name == "disparity_factor")

@@ -13,7 +13,7 @@ import pytest
 
 from mlsharp.sample_image import photo_like_jpeg
 from mlsharp.triton.config import parse_pbtxt
-from tests.conftest import TRITON_TEST_SEED, export_test_preset
+from tests.conftest import TRITON_TEST_SEED, export_test_preset, served
 from tests.requires import require_triton
 from tests.triton import support
 
@@ -31,9 +31,7 @@ def int8_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def int8_server(int8_export: Path) -> Iterator[Any]:
-    from mlsharp.triton.server import TritonServer
-
-    with TritonServer(int8_export / "model_repository") as server:
+    with served(int8_export / "model_repository") as server:
         yield server
 
 
@@ -49,7 +47,7 @@ def test_export_checks_and_records_the_int8_graph(int8_export: Path) -> None:
     sharp_dir = int8_export / "model_repository" / "sharp"
     assert (sharp_dir / "1" / "model.int8.onnx").is_file() and (sharp_dir / "1" / "model.onnx").is_file()
     config = parse_pbtxt((sharp_dir / "config.pbtxt").read_text())
-    assert config.parameters["onnx_file"].string_value == "model.int8.onnx"
+    assert config.parameters["model_file"].string_value == "model.int8.onnx"
     options = json.loads((int8_export / "model_repository" / "repository.json").read_text())
     assert json.dumps(options).count('"int8"') == 1
 

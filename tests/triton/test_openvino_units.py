@@ -66,7 +66,9 @@ def test_sharp_config_carries_the_runtime_and_refuses_what_it_cannot_serve() -> 
     config = sharp_config(repository_options(runtime="openvino", precision="bf16"))
     assert config.backend == "python"
     assert (config.parameters["runtime"], config.parameters["precision"]) == ("openvino", "bf16")
-    assert config.parameters["onnx_file"] == "model.onnx"  # OpenVINO reads the fp32 export itself
+    assert config.parameters["model_file"] == "model.ov-bf16.xml"  # the IR with fp16-stored weights
+    fp32 = sharp_config(repository_options(runtime="openvino", precision="fp32"))
+    assert fp32.parameters["model_file"] == "model.onnx"  # OpenVINO fp32 reads the export itself
     default = sharp_config(repository_options())
     assert (default.parameters["runtime"], default.parameters["precision"]) == ("onnxruntime", "fp32")
     for bad in (
@@ -128,36 +130,42 @@ def _check(precision: str, ok: bool) -> verify.Check:
 
 def test_auto_serves_the_first_variant_within_its_bound(monkeypatch: pytest.MonkeyPatch) -> None:
     tried: list[str] = []
+    checked_files: list[str] = []
 
     def fake_check(path, precision, *args, **kwargs):
         tried.append(precision)
+        checked_files.append(path.name)
         return _check(precision, ok=precision == "fp32")
 
     monkeypatch.setattr(verify, "check_openvino", fake_check)
+    monkeypatch.setattr(serving.graphs, "openvino_bf16_ir", lambda onnx, xml: xml)
     ref = serving.Reference(None, None, [])  # type: ignore[arg-type]
     variants = serving.choose_cpu_variants(["auto"], "cpu", AMX, True)
     files = {"onnx_fp32": Path("model.onnx")}
-    result = serving.check_variants(variants, files, Path("."), ref, threads=0, max_batch=4, timings={})
+    result = serving.check_variants(variants, files, Path("."), ref, threads=0, timings={})
     assert tried == ["bf16", "fp32"]
+    assert checked_files == ["model.ov-bf16.xml", "model.onnx"]  # each check reads the file it would serve
+    assert files["openvino_bf16"].name == "model.ov-bf16.xml"
     assert (result.served.runtime, result.served.precision) == ("openvino", "fp32")
     assert [c.precision for c in result.rejected] == ["bf16"]
     assert [(c.precision, c.ok) for c in result.checks] == [("fp32", True)]
     # asked for explicitly, a variant outside its bound is not served and nothing else is tried
     tried.clear()
     explicit = serving.choose_cpu_variants(["ov-bf16"], "cpu", AMX, True)
-    refused = serving.check_variants(explicit, files, Path("."), ref, threads=0, max_batch=4, timings={})
+    refused = serving.check_variants(explicit, files, Path("."), ref, threads=0, timings={})
     assert tried == ["bf16"] and refused.served is None and not refused.checks[0].ok
 
 
-def test_openvino_runner_runs_all_requests_of_an_execute_call_in_one_inference(tmp_path: Path) -> None:
+def test_openvino_runner_answers_every_request_of_an_execute_call_item_by_item(tmp_path: Path) -> None:
     from mlsharp.triton.openvino_runner import OpenVinoRunner
 
-    runner = OpenVinoRunner(_tiny_onnx(tmp_path / "stand_in.onnx"), "fp32", threads=1, max_batch=4)
-    assert runner.dynamic_batch
+    runner = OpenVinoRunner(_tiny_onnx(tmp_path / "stand_in.onnx"), "fp32", threads=1)
+    assert not runner.dynamic_batch  # compiled for one item: the least resident memory
+    assert [i.get_shape()[0] for i in runner.compiled.inputs] == [1, 1]
     assert runner.effective_precision() == "f32"
     calls: list[int] = []
-    real_forward = runner.forward
-    runner.forward = lambda image, factor: calls.append(len(image)) or real_forward(image, factor)  # type: ignore[method-assign]
+    real_forward = runner.forward_one
+    runner.forward_one = lambda image, factor: calls.append(len(image)) or real_forward(image, factor)  # type: ignore[method-assign]
     images = [np.full((b, 3, 8, 8), v, np.float32) for b, v in ((1, 1.0), (2, 10.0), (1, 100.0))]
     factors = [np.array([[0.5]], np.float32), np.array([[0.25], [0.75]], np.float32), np.array([0.125])]
     requests = [
@@ -166,7 +174,7 @@ def test_openvino_runner_runs_all_requests_of_an_execute_call_in_one_inference(t
     responses = backend.all_requests_at_once(
         FakePbUtils, requests, ["image", "disparity_factor"], runner.run, "sharp"
     )
-    assert calls == [4], "one OpenVINO inference for the 4 items of the 3 requests"
+    assert calls == [1, 1, 1, 1], "the 4 items of the 3 requests, one inference each"
     for response, values in zip(responses, [[1.5], [10.25, 10.75], [100.125]], strict=True):
         by_name = {t.name: t.array for t in response.output_tensors}
         assert list(by_name) == list(RAW_OUTPUT_NAMES)
@@ -182,7 +190,7 @@ def test_bf16_hint_is_what_the_plugin_uses_on_a_native_bf16_cpu(tmp_path: Path) 
 
     if not read_cpu_features().native_bf16:
         pytest.skip(f"no native bf16 on {read_cpu_features().summary()}")
-    runner = OpenVinoRunner(_tiny_onnx(tmp_path / "stand_in.onnx"), "bf16", threads=1, max_batch=2)
+    runner = OpenVinoRunner(_tiny_onnx(tmp_path / "stand_in.onnx"), "bf16", threads=1)
     assert runner.effective_precision() == "bf16"
     with pytest.raises(ValueError, match="precision must be one of"):
         OpenVinoRunner(tmp_path / "stand_in.onnx", "int8")  # type: ignore[arg-type]

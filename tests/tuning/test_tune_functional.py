@@ -21,10 +21,10 @@ from tritonclient.grpc import model_config_pb2 as pb
 from mlsharp import cli
 from mlsharp.triton.models import RepositoryOptions
 from mlsharp.triton.repository import OPTIONS_FILE, load_options, write_configs
-from mlsharp.triton.server import TritonServer
 from mlsharp_tools.perf import run as perf_run
 from mlsharp_tools.tuning import sweep as sweep_mod
 from mlsharp_tools.tuning.apply import with_fields
+from tests.conftest import served
 from tests.requires import missing
 
 pytestmark = [pytest.mark.triton, pytest.mark.slow]
@@ -98,11 +98,11 @@ def test_tune_measures_the_real_ensemble_applies_the_winner_and_then_uses_the_ca
     assert sharp.dynamic_batching.max_queue_delay_microseconds == 0
     assert not list(tmp_path.glob(".model_repository-tune-*")), "scratch repositories removed"
 
-    with TritonServer(repo) as server:  # the written repository is what Triton serves
+    with served(repo) as server:  # the written repository is what Triton serves
         url = f"http://{server.http_url}/v2/models/sharp/config"
         with urllib.request.urlopen(url, timeout=10) as response:
-            served = json.load(response)
-    assert served["max_batch_size"] == winner["max_batch_size"]
+            served_config = json.load(response)
+    assert served_config["max_batch_size"] == winner["max_batch_size"]
 
     monkeypatch.setattr(sweep_mod, "TritonServer", _Forbidden)
     monkeypatch.setattr(perf_run, "measure", lambda *a, **k: pytest.fail("a cached result must not measure"))

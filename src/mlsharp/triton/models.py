@@ -209,6 +209,20 @@ def int8_filename(onnx_filename: str) -> str:
     return onnx_filename.replace(".onnx", ".int8.onnx")
 
 
+def openvino_bf16_filename(onnx_filename: str) -> str:
+    """``model.onnx`` -> ``model.ov-bf16.xml`` (+ ``.bin``): the OpenVINO IR the bf16 runner reads."""
+    return onnx_filename.replace(".onnx", ".ov-bf16.xml")
+
+
+def served_model_file(opts: RepositoryOptions) -> str:
+    """The graph file the CPU ``sharp`` loads (parameter ``model_file``) for its runtime and precision."""
+    if opts.precision == "int8":
+        return int8_filename(opts.onnx_filename)
+    if opts.runtime == "openvino" and opts.precision == "bf16":
+        return openvino_bf16_filename(opts.onnx_filename)
+    return opts.onnx_filename
+
+
 def sharp_config(opts: RepositoryOptions) -> ModelConfig:
     """The network: ONNX Runtime backend on GPU, or the python-backend ORT runner on CPU."""
     size = opts.working_size_px
@@ -239,7 +253,7 @@ def sharp_config(opts: RepositoryOptions) -> ModelConfig:
         )
     check_cpu_serving(opts.runtime, opts.precision)
     params = opts.common_parameters() | {
-        "onnx_file": int8_filename(opts.onnx_filename) if opts.precision == "int8" else opts.onnx_filename,
+        "model_file": served_model_file(opts),
         "intra_op_threads": str(opts.intra_op_threads),
         "runtime": opts.runtime,
         "precision": opts.precision,

@@ -1,21 +1,24 @@
-"""The CPU form of ``sharp`` on OpenVINO: the exported ``model.onnx``, compiled for this CPU.
+"""The CPU form of ``sharp`` on OpenVINO: the exported graph, compiled for this CPU.
 
 Why OpenVINO: on a Xeon with AMX its CPU plugin runs the network in bf16 (AMX tiles, fp32
-accumulation) at ~0.14x of eager fp32, where ONNX Runtime fp32 is no faster than eager (issue 18).
-It reads the same ONNX file the ORT runner serves, so one export feeds both.
+accumulation) at ~0.15x of eager fp32, where ONNX Runtime fp32 is no faster than eager (issue 18).
+fp32 reads the exported ``model.onnx``; bf16 reads the export's OpenVINO IR of the same graph with
+fp16-stored weights (:func:`export.graphs.openvino_bf16_ir`), which halves the resident weights.
 
 Choices, pinned here so the export's numeric check and the server compile the same thing:
 
 * precision is explicit both ways: ``bf16`` sets the inference precision hint to bf16; ``fp32``
   sets it to f32, because on AMX machines the plugin's *default* hint is already bf16 and an
   unhinted "fp32" model would silently compute in bf16 under the fp32 model id;
-* the batch axis stays dynamic but bounded by the config's ``max_batch_size``: every request of
-  one ``execute`` goes through ONE inference (as :class:`~mlsharp.triton.stages.OnnxRunner` does),
-  and the plugin can size its buffers for the bound instead of growing them per new batch size;
+* the graph is compiled for ONE item (static shapes) and the items of one ``execute`` run one
+  after another. Measured at the full preset on a 2-core AMX Xeon (bf16): a batch of 2 took
+  36.3 s against 19.1 s for one item, so batching buys no throughput on a CPU at 1536 px, while a
+  batch axis bounded at 2 raised the resident size from 5.7 to 8.6 GiB, and a static batch of 1
+  holds the least (7.8 GiB against 9.0 GiB for a 1..4 bound with fp32-stored weights);
 * one stream, latency hint, ``threads`` (0 = the plugin's default, one per core): one request at a
   time uses every core, which is what the python backend's single ``execute`` loop needs;
-* the ``ov.Model`` read from the ONNX file is dropped after compiling: the compiled model holds
-  its own (for bf16, converted) weights, and keeping both would double the resident weights.
+* the ``ov.Model`` read from the file is dropped after compiling: the compiled model holds its own
+  (for bf16, converted) weights.
 """
 
 from __future__ import annotations
@@ -54,25 +57,22 @@ def compile_config(precision: str, threads: int = 0) -> dict[str, object]:
 
 
 class OpenVinoRunner:
-    """Every request of one ``execute`` call in ONE OpenVINO inference (batch axis concatenated)."""
+    """The graph compiled for one item; the items of an ``execute`` call run one after another."""
 
-    def __init__(
-        self, model_path: Path, precision: OpenVinoPrecision = "bf16", threads: int = 0, max_batch: int = 8
-    ) -> None:
+    #: the graph is compiled for a batch of one (see the module docstring)
+    dynamic_batch = False
+
+    def __init__(self, model_path: Path, precision: OpenVinoPrecision = "bf16", threads: int = 0) -> None:
         import openvino as ov
 
         core = ov.Core()
         model = core.read_model(str(model_path))
-        batch_dim = model.input(NETWORK_INPUTS[0]).get_partial_shape()[0]
-        #: False when the graph was exported with a fixed batch of 1 (then items run one by one)
-        self.dynamic_batch = not (batch_dim.is_static and batch_dim.get_length() == 1)
-        if self.dynamic_batch:
-            shapes = {}
-            for name in NETWORK_INPUTS:
-                shape = model.input(name).get_partial_shape()
-                shape[0] = ov.Dimension(1, max(1, max_batch))
-                shapes[name] = shape
-            model.reshape(shapes)
+        shapes = {}
+        for name in NETWORK_INPUTS:
+            shape = model.input(name).get_partial_shape()
+            shape[0] = ov.Dimension(1)
+            shapes[name] = shape
+        model.reshape(shapes)
         self.precision = precision
         self.compiled = core.compile_model(model, "CPU", compile_config(precision, threads))
         del model
@@ -86,17 +86,19 @@ class OpenVinoRunner:
 
         return str(self.compiled.get_property(hints.inference_precision).get_type_name())
 
-    def forward(self, image: np.ndarray, factor: np.ndarray) -> list[np.ndarray]:
-        """One inference on a batch; the outputs are copies (the request reuses its buffers)."""
+    def forward_one(self, image: np.ndarray, factor: np.ndarray) -> list[np.ndarray]:
+        """One inference on ``image[1,3,S,S]``; the outputs are copies (the request reuses its buffers)."""
         result = self.request.infer(dict(zip(NETWORK_INPUTS, (image, factor), strict=True)))
         return [np.array(result[port], copy=True) for port in self._outputs]
+
+    def forward(self, image: np.ndarray, factor: np.ndarray) -> list[np.ndarray]:
+        """``image[B,3,S,S]``, ``factor[B]``: the items one by one, outputs concatenated."""
+        parts = [self.forward_one(image[i : i + 1], factor[i : i + 1]) for i in range(len(image))]
+        if len(parts) == 1:
+            return parts[0]
+        return [np.concatenate([part[k] for part in parts]) for k in range(len(RAW_OUTPUT_NAMES))]
 
     def run(self, requests: Sequence[Arrays]) -> list[Arrays]:
         """``requests``: per request ``image[B,3,S,S]`` and ``disparity_factor[B,1]`` (or ``[B]``)."""
         image, factor, sizes = concat_requests(requests)
-        if self.dynamic_batch:
-            outputs = self.forward(image, factor)
-        else:
-            parts = [self.forward(image[i : i + 1], factor[i : i + 1]) for i in range(len(factor))]
-            outputs = [np.concatenate([p[k] for p in parts]) for k in range(len(RAW_OUTPUT_NAMES))]
-        return split_outputs(outputs, sizes)
+        return split_outputs(self.forward(image, factor), sizes)

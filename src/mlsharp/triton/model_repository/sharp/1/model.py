@@ -1,13 +1,13 @@
-"""Triton python model ``sharp`` (CPU target): the exported ONNX graph in ONNX Runtime or OpenVINO.
+"""Triton python model ``sharp`` (CPU target): the exported graph in ONNX Runtime or OpenVINO.
 
-All requests the dynamic batcher hands to one ``execute`` call go through ONE run (concatenated
-along the batch axis, then split), see :class:`mlsharp.triton.stages.OnnxRunner` and
-:class:`mlsharp.triton.openvino_runner.OpenVinoRunner`. The config's ``runtime`` and ``precision``
-parameters (chosen and checked by the export) pick the runner.
+All requests the dynamic batcher hands to one ``execute`` call are answered by one runner call:
+ONNX Runtime runs them as ONE batch (:class:`mlsharp.triton.stages.OnnxRunner`), OpenVINO item by
+item on a graph compiled for one (:class:`mlsharp.triton.openvino_runner.OpenVinoRunner` says why).
+The config's ``runtime``, ``precision`` and ``model_file`` parameters (chosen and checked by the
+export) pick the runner and its file.
 The GPU target does not use this file: it runs the same ONNX file in Triton's onnxruntime backend.
 """
 
-import json
 from pathlib import Path
 
 import triton_python_backend_utils as pb_utils
@@ -19,14 +19,13 @@ from mlsharp.triton.models import NETWORK_INPUTS
 class TritonPythonModel:
     def initialize(self, args):
         parameters = backend.model_parameters(args)
-        path = Path(args["model_repository"]) / args["model_version"] / parameters["onnx_file"]
+        path = Path(args["model_repository"]) / args["model_version"] / parameters["model_file"]
         threads = int(parameters.get("intra_op_threads") or 0)
         runtime = parameters.get("runtime") or "onnxruntime"
         if runtime == "openvino":
             from mlsharp.triton.openvino_runner import OpenVinoRunner
 
-            max_batch = int(json.loads(args["model_config"]).get("max_batch_size") or 1)
-            self.runner = OpenVinoRunner(path, parameters["precision"], threads, max_batch)
+            self.runner = OpenVinoRunner(path, parameters["precision"], threads)
             detail = f"openvino, inference precision {self.runner.effective_precision()}"
         else:
             from mlsharp.triton.stages import OnnxRunner
