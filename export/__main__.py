@@ -23,7 +23,7 @@ import torch
 
 from export import graphs, verify
 from export.manifest import file_entry, write_manifest
-from export.repository import onnx_files, write_repository
+from export.repository import onnx_files, place_file, write_repository
 from export.serving import (
     AUTO,
     CPU_VARIANTS,
@@ -83,6 +83,14 @@ def build_parser() -> argparse.ArgumentParser:
         "where the CPU has AMX or AVX-512 BF16 and openvino is installed, else ONNX Runtime fp32)",
     )
     p.add_argument("--formats", type=_csv(FORMATS), default=list(FORMATS), help="onnx and/or torchscript")
+    p.add_argument(
+        "--onnx-from",
+        type=Path,
+        metavar="MODEL_ONNX",
+        help="reuse model.onnx (+ its .data) from an earlier export of the same preset and weights instead "
+        "of tracing again (minutes at the full preset), e.g. to serve another precision; it is checked "
+        "against eager like a fresh graph, so a graph of other weights fails the check",
+    )
     p.add_argument("--target", choices=("cpu", "gpu"), default="cpu", help="how Triton runs `sharp`")
     p.add_argument("--gpu-accelerator", choices=("tensorrt", "cuda"), default="tensorrt")
     p.add_argument("--image", type=Path, help="image for the numeric check (default: generated photo)")
@@ -140,6 +148,37 @@ def _check_inputs(image_bytes: bytes, working_size: int, batch: int) -> tuple[to
     return torch.cat(images), torch.cat(factors)
 
 
+def _check_onnx_from(args: argparse.Namespace) -> None:
+    """Refuse a ``--onnx-from`` that cannot be reused, before any work (exit 2)."""
+    source = args.onnx_from
+    if source is None:
+        return
+    if "onnx" not in args.formats:
+        raise InvalidParameterError("--onnx-from reuses the ONNX graph: add onnx to --formats")
+    if not source.is_file():
+        raise InvalidParameterError(
+            f"--onnx-from {source}: no such file (give the earlier export's onnx/model.onnx)"
+        )
+    if source.name != "model.onnx":
+        raise InvalidParameterError(
+            f"--onnx-from {source}: expected a file named model.onnx (its weights file is found by that name)"
+        )
+    try:
+        graphs.check_onnx_signature(source)
+    except Exception as error:  # onnx's DecodeError or our signature RuntimeError: either way not ours
+        raise InvalidParameterError(f"--onnx-from {source} is not an exported SHARP graph: {error}") from None
+
+
+def _reuse_onnx(source: Path, target: Path) -> Path:
+    """Hard-link (or copy) the graph and its weights file into this export's ``onnx/``."""
+    if source == target.resolve():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for path in onnx_files(source):
+        place_file(path, target.parent / path.name)
+    return target
+
+
 def _check_precision(args: argparse.Namespace) -> list[ServedVariant]:
     """The variants to check, fastest first; refuses requests that cannot be served (exit 2)."""
     variants = choose_cpu_variants(args.precision, args.target, read_cpu_features(), openvino_installed())
@@ -159,6 +198,7 @@ def run(args: argparse.Namespace) -> int:
     config = get_preset(args.preset)
     _check_size(args.preset, config.working_size_px, args.size)
     variants = _check_precision(args)
+    _check_onnx_from(args)
     print("to serve, first that passes its check: " + "; ".join(map(str, variants)), flush=True)
     max_batch_size = args.max_batch_size or (4 if args.target == "gpu" or args.preset == "full" else 8)
     out: Path = args.out.resolve()
@@ -181,8 +221,12 @@ def run(args: argparse.Namespace) -> int:
     timings: dict[str, float] = {"eager_forward": eager_s}
     if "onnx" in args.formats:
         start = time.perf_counter()
-        files["onnx_fp32"] = graphs.export_onnx(model, config.working_size_px, out / "onnx" / "model.onnx")
-        timings["onnx_export"] = time.perf_counter() - start
+        onnx_path = out / "onnx" / "model.onnx"
+        if args.onnx_from:
+            files["onnx_fp32"] = _reuse_onnx(args.onnx_from.resolve(), onnx_path)
+        else:
+            files["onnx_fp32"] = graphs.export_onnx(model, config.working_size_px, onnx_path)
+        timings["onnx_reused" if args.onnx_from else "onnx_export"] = time.perf_counter() - start
         checks.append(verify.check_onnx(files["onnx_fp32"], "fp32", image, factor, reference, floor=floor))
         if "fp16" in args.precision:
             files["onnx_fp16"] = graphs.convert_fp16(files["onnx_fp32"], out / "onnx" / "model.fp16.onnx")
@@ -257,6 +301,7 @@ def run(args: argparse.Namespace) -> int:
             "checkpoint": str(args.checkpoint) if args.checkpoint else None,
             "checkpoint_sha256": loaded.checkpoint_sha256,
             "exporter": graphs.EXPORTER,
+            "onnx_from": str(args.onnx_from.resolve()) if args.onnx_from else None,
             "opset": graphs.OPSET,
             "dynamic_batch": True,
             "precisions": args.precision,

@@ -56,7 +56,7 @@ def contract_digest(templates: Path = TEMPLATES) -> str:
     return digest.hexdigest()[:16]
 
 
-def _place(source: Path, target: Path) -> None:
+def place_file(source: Path, target: Path) -> None:
     """Hard-link ``source`` to ``target`` (replacing it), falling back to a copy."""
     with contextlib.suppress(FileNotFoundError):
         target.unlink()
@@ -118,6 +118,6 @@ def write_repository(
             raise ValueError(f"OpenVINO bf16 serves {served_model_file(opts)} (openvino_ir_path)")
         sources += onnx_files(openvino_ir_path)
     for source in sources:
-        _place(source, dest / SHARP / "1" / source.name)
+        place_file(source, dest / SHARP / "1" / source.name)
     (dest / ENSEMBLE / "1").mkdir(parents=True, exist_ok=True)
     return dest

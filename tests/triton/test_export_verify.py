@@ -170,3 +170,38 @@ def test_export_refuses_a_wrong_size_with_exit_code_2(tmp_path: Path, capsys) ->
     assert "--size 512 is not valid for preset 'tiny'" in err
     assert "full: 1536, tiny: 1536, test: 512" in err
     assert not (tmp_path / "x").exists()  # refused before any work
+
+
+def test_onnx_from_refuses_what_it_cannot_reuse(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "x"
+    argv = ["--preset", "test", "--random-weights", "--out", str(out), "--formats", "onnx"]
+    assert main([*argv, "--onnx-from", str(tmp_path / "gone" / "model.onnx")]) == 2
+    assert "no such file (give the earlier export's onnx/model.onnx)" in capsys.readouterr().err
+    renamed = tmp_path / "graph.onnx"
+    renamed.write_bytes(b"x")
+    assert main([*argv, "--onnx-from", str(renamed)]) == 2
+    assert "expected a file named model.onnx" in capsys.readouterr().err
+    garbage = tmp_path / "g" / "model.onnx"
+    garbage.parent.mkdir()
+    garbage.write_bytes(b"not a protobuf at all \xff\xfe")
+    assert main([*argv, "--onnx-from", str(garbage)]) == 2
+    assert "is not an exported SHARP graph" in capsys.readouterr().err
+    argv[-1] = "torchscript"
+    assert main([*argv, "--onnx-from", str(garbage)]) == 2
+    assert "add onnx to --formats" in capsys.readouterr().err
+    assert not out.exists()  # refused before any work
+
+
+def test_onnx_from_a_graph_of_other_weights_fails_its_check(
+    triton_export_dir: Path, tmp_path: Path, capsys
+) -> None:
+    """The reused graph is checked like a fresh one: seed 1's eager outputs are not seed 0's graph's."""
+    graph = triton_export_dir / "onnx" / "model.onnx"
+    out = tmp_path / "export"
+    argv = ["--preset", "test", "--random-weights", "--seed", "1", "--formats", "onnx", "--fp64-floor", "off"]
+    assert main([*argv, "--onnx-from", str(graph), "--out", str(out)]) == 1
+    assert "a numeric check failed" in capsys.readouterr().err
+    manifest = json.loads((out / "export_manifest.json").read_text())
+    assert manifest["onnx_from"] == str(graph.resolve()) and "onnx_reused" in manifest["timings_s"]
+    assert not (out / "model_repository").exists()
+    assert (out / "onnx" / "model.onnx").stat().st_ino == graph.stat().st_ino  # linked, not copied

@@ -13,7 +13,7 @@ import pytest
 
 from mlsharp.sample_image import photo_like_jpeg
 from mlsharp.triton.config import parse_pbtxt
-from tests.conftest import TRITON_TEST_SEED, export_test_preset, served
+from tests.conftest import TRITON_TEST_SEED, export_test_preset, reusable_onnx, served
 from tests.requires import require_triton
 from tests.triton import support
 
@@ -22,10 +22,10 @@ WEIGHTS_ID = f"random-test-seed{TRITON_TEST_SEED}"
 
 
 @pytest.fixture(scope="module")
-def int8_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def int8_export(tmp_path_factory: pytest.TempPathFactory, triton_export_dir: Path) -> Path:
     require_triton()
     out = tmp_path_factory.mktemp("int8-export")
-    export_test_preset(out, "--precision", "fp32,int8")
+    export_test_preset(out, "--precision", "fp32,int8", *reusable_onnx(triton_export_dir))
     return out
 
 

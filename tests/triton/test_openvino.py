@@ -20,7 +20,7 @@ from mlsharp.cpu_features import read_cpu_features
 from mlsharp.sample_image import photo_like_jpeg
 from mlsharp.triton.config import parse_pbtxt
 from mlsharp.triton.repository import load_options
-from tests.conftest import TRITON_TEST_SEED, export_test_preset, served
+from tests.conftest import TRITON_TEST_SEED, export_test_preset, reusable_onnx, served
 from tests.requires import require_triton
 from tests.triton import support
 
@@ -28,11 +28,12 @@ WEIGHTS_ID = f"random-test-seed{TRITON_TEST_SEED}"
 
 
 @pytest.fixture(scope="module")
-def ov_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def ov_export(tmp_path_factory: pytest.TempPathFactory, triton_export_dir: Path) -> Path:
     require_triton()
     out = tmp_path_factory.mktemp("ov-export")
     # without native bf16, auto keeps ONNX Runtime fp32: ask for OpenVINO fp32 by name there
-    export_test_preset(out, "--precision", "auto" if read_cpu_features().native_bf16 else "ov-fp32")
+    precision = "auto" if read_cpu_features().native_bf16 else "ov-fp32"
+    export_test_preset(out, "--precision", precision, *reusable_onnx(triton_export_dir))
     return out
 
 

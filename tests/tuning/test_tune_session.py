@@ -62,6 +62,9 @@ class FakeServer:
         FakeServer.stopped += 1
         return 0
 
+    def kill(self) -> int:  # the sweep kills its scratch servers (nothing in flight to drain)
+        return self.stop()
+
 
 def fake_measure(tool: Any, *, concurrency: int, model: str, protocol: str, **_: Any) -> Measurement:
     """More batch room and instances help up to the concurrency; latency grows with concurrency."""
