@@ -177,6 +177,14 @@ def _tiny_onnx(path: Path) -> Path:
     return path
 
 
+def test_cpu_runner_keeps_no_activation_arena_between_runs(tmp_path: Path) -> None:
+    """Arena and memory pattern off: at the full preset they held 10.4 GiB after a run, 3.1 without."""
+    runner = OnnxRunner(_tiny_onnx(tmp_path / "stand_in.onnx"), intra_op_threads=1)
+    options = runner.session.get_session_options()
+    assert (options.enable_cpu_mem_arena, options.enable_mem_pattern) == (False, False)
+    assert options.intra_op_num_threads == 1
+
+
 def test_cpu_runner_runs_all_requests_of_an_execute_call_in_one_session_run(tmp_path: Path) -> None:
     runner = OnnxRunner(_tiny_onnx(tmp_path / "stand_in.onnx"), intra_op_threads=1)
     assert runner.dynamic_batch

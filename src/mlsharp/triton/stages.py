@@ -110,12 +110,21 @@ class OnnxRunner:
 
     Requests are concatenated along the batch axis and the outputs split back, because the python
     backend hands over the dynamic batcher's requests as a list and never stacks them itself.
+
+    No CPU memory arena and no memory pattern: with them ONNX Runtime keeps every activation
+    buffer of the largest run resident for the life of the session. Measured at the full preset
+    (one photo, 2-core AMX Xeon): peak 10.39 GiB and 10.39 GiB held after the run with both, against
+    peak 6.88 GiB and 3.11 GiB held without (eager PyTorch fp32 peaks at 8.14 GiB), at 104.3 s
+    against 97.9 s for the forward. The buffers are allocated per run instead, a few percent of a
+    forward that takes minutes.
     """
 
     def __init__(self, model_path: Path, intra_op_threads: int = 0) -> None:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
+        options.enable_cpu_mem_arena = False
+        options.enable_mem_pattern = False
         if intra_op_threads > 0:
             options.intra_op_num_threads = intra_op_threads
         self.session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
