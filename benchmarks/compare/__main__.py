@@ -116,6 +116,9 @@ def _export(args: argparse.Namespace) -> Path:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.triton_url and not args.repository:  # before any export or model load
+        print("error: --triton-url needs --repository, the repository that server serves", file=sys.stderr)
+        return 2
     import tritonclient.grpc as grpcclient
 
     from mlsharp.checkpoint import load_predictor
@@ -155,9 +158,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 times[name].append(seconds)
                 print(f"run {run + 1} {name}: {seconds:.3f} s", flush=True)
 
-    if args.triton_url and not args.repository:
-        print("error: --triton-url needs --repository, the repository that server serves", file=sys.stderr)
-        return 2
     load_before = os.getloadavg()
     if args.sequential:  # eager's peak is over, and its weights freed, before Triton loads
         measure([("eager", eager)])

@@ -354,3 +354,11 @@ def test_compare_sequential_runs_eager_before_triton(
     assert result["max_relative_ply_difference"] < 0.05  # same weights, same photo
     eager, served = ((tmp_path / "scenes" / f"{name}.ply").read_bytes() for name in ("eager", "triton"))
     assert eager.startswith(b"ply\n") and served.startswith(b"ply\n") and len(eager) == len(served)
+
+
+def test_compare_refuses_a_server_url_without_its_repository(capsys: pytest.CaptureFixture[str]) -> None:
+    """Refused before exporting or loading anything (minutes at the full preset)."""
+    from benchmarks.compare.__main__ import main
+
+    assert main(["--triton-url", "127.0.0.1:1", "--preset", "full"]) == 2
+    assert "--triton-url needs --repository" in capsys.readouterr().err

@@ -31,7 +31,7 @@ import numpy as np
 
 from mlsharp.triton.backend import Arrays
 from mlsharp.triton.models import NETWORK_INPUTS, RAW_OUTPUT_NAMES
-from mlsharp.triton.stages import concat_requests, split_outputs
+from mlsharp.triton.stages import concat_requests, item_by_item, split_outputs
 
 OpenVinoPrecision = Literal["fp32", "bf16"]
 #: our precision names -> OpenVINO element type names for the inference precision hint
@@ -93,10 +93,7 @@ class OpenVinoRunner:
 
     def forward(self, image: np.ndarray, factor: np.ndarray) -> list[np.ndarray]:
         """``image[B,3,S,S]``, ``factor[B]``: the items one by one, outputs concatenated."""
-        parts = [self.forward_one(image[i : i + 1], factor[i : i + 1]) for i in range(len(image))]
-        if len(parts) == 1:
-            return parts[0]
-        return [np.concatenate([part[k] for part in parts]) for k in range(len(RAW_OUTPUT_NAMES))]
+        return item_by_item(self.forward_one, image, factor)
 
     def run(self, requests: Sequence[Arrays]) -> list[Arrays]:
         """``requests``: per request ``image[B,3,S,S]`` and ``disparity_factor[B,1]`` (or ``[B]``)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -94,6 +94,17 @@ def concat_requests(requests: Sequence[Arrays]) -> tuple[np.ndarray, np.ndarray,
     return np.concatenate(images), np.concatenate(factors), [len(f) for f in factors]
 
 
+def item_by_item(
+    run_one: Callable[[np.ndarray, np.ndarray], Sequence[np.ndarray]], image: np.ndarray, factor: np.ndarray
+) -> list[np.ndarray]:
+    """``run_one`` on each item of ``image[B,3,S,S]`` / ``factor[B]`` (for a graph compiled for one
+    item), the raw outputs concatenated back along the batch axis."""
+    parts = [list(run_one(image[i : i + 1], factor[i : i + 1])) for i in range(len(factor))]
+    if len(parts) == 1:
+        return parts[0]
+    return [np.concatenate([part[k] for part in parts]) for k in range(len(RAW_OUTPUT_NAMES))]
+
+
 def split_outputs(outputs: Sequence[np.ndarray], sizes: Sequence[int]) -> list[Arrays]:
     """The batched raw outputs back per request, in request order."""
     results, start = [], 0
@@ -136,18 +147,12 @@ class OnnxRunner:
         """``requests``: per request ``image[B,3,S,S]`` and ``disparity_factor[B,1]`` (or ``[B]``)."""
         image, factor, sizes = concat_requests(requests)
         if self.dynamic_batch:
-            outputs = self.session.run(
-                list(RAW_OUTPUT_NAMES), dict(zip(NETWORK_INPUTS, (image, factor), strict=True))
-            )
-        else:
-            parts = [
-                self.session.run(
-                    list(RAW_OUTPUT_NAMES), {"image": image[i : i + 1], "disparity_factor": factor[i : i + 1]}
-                )
-                for i in range(len(factor))
-            ]
-            outputs = [np.concatenate([p[k] for p in parts]) for k in range(len(RAW_OUTPUT_NAMES))]
-        return split_outputs(outputs, sizes)
+            return split_outputs(self._run(image, factor), sizes)
+        return split_outputs(item_by_item(self._run, image, factor), sizes)
+
+    def _run(self, image: np.ndarray, factor: np.ndarray) -> list[np.ndarray]:
+        feed = dict(zip(NETWORK_INPUTS, (image, factor), strict=True))
+        return list(self.session.run(list(RAW_OUTPUT_NAMES), feed))
 
 
 class PostprocessStage:
