@@ -3,7 +3,8 @@ Triton model repository and ``export_manifest.json``.
 
     python -m export --preset test --random-weights --out artifacts/export-test
     python -m export --preset full --checkpoint sharp_2572gikvuh.pt --out artifacts/full \\
-        --target gpu --precision fp32,fp16
+        --target gpu --precision fp16                      # PyTorch on CUDA (the GPU default)
+    python -m export ... --target gpu --gpu-runtime tensorrt --precision fp16   # or: cuda
     python -m export --preset full --checkpoint sharp_2572gikvuh.pt --out artifacts/full-ov \\
         --precision fp32,ov-bf16      # CPU target served by OpenVINO in bf16 (or: auto)
 
@@ -13,6 +14,7 @@ Exit codes: 0 ok, 1 a numeric check failed (manifest written, repository not), 2
 from __future__ import annotations
 
 import argparse
+import hashlib
 import sys
 import time
 from collections.abc import Sequence
@@ -22,7 +24,7 @@ from pathlib import Path
 import torch
 
 from export import graphs, verify
-from export.manifest import file_entry, write_manifest
+from export.manifest import file_entry, sha256_of, write_manifest
 from export.repository import onnx_files, place_file, write_repository
 from export.serving import (
     AUTO,
@@ -36,10 +38,11 @@ from export.serving import (
 from mlsharp.cpu_features import read_cpu_features
 from mlsharp.errors import InvalidParameterError, MLSharpError
 from mlsharp.sample_image import photo_like_jpeg
+from mlsharp.triton.gpu_target import COMPILE_MODES, GPU_RUNTIMES, check_gpu_serving
 from mlsharp.triton.models import RepositoryOptions, served_model_id
 
 FORMATS = ("onnx", "torchscript")
-PRECISIONS = ("fp32", "fp16", *CPU_VARIANTS, AUTO)
+PRECISIONS = ("fp32", "fp16", "bf16", *CPU_VARIANTS, AUTO)
 
 
 def _csv(choices: Sequence[str]):
@@ -78,9 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--precision",
         type=_csv(PRECISIONS),
         default=["fp32"],
-        help="fp32, fp16 (GPU); what the CPU target serves: int8 (opt-in, quantized MatMuls on ONNX "
-        "Runtime; model id +int8), ov-fp32 / ov-bf16 (OpenVINO; +ov-fp32 / +ov-bf16), auto (ov-bf16 "
-        "where the CPU has AMX or AVX-512 BF16 and openvino is installed, else ONNX Runtime fp32)",
+        help=(
+            "fp32, fp16, bf16 (GPU; bf16 with --gpu-runtime torch); what the CPU target serves: int8 "
+            "(opt-in, quantized MatMuls on ONNX Runtime; model id +int8), ov-fp32 / ov-bf16 (OpenVINO; "
+            "+ov-fp32 / +ov-bf16), auto (ov-bf16 where the CPU has AMX or AVX-512 BF16 and openvino is "
+            "installed, else ONNX Runtime fp32)"
+        ),
     )
     p.add_argument("--formats", type=_csv(FORMATS), default=list(FORMATS), help="onnx and/or torchscript")
     p.add_argument(
@@ -92,7 +98,21 @@ def build_parser() -> argparse.ArgumentParser:
         "against eager like a fresh graph, so a graph of other weights fails the check",
     )
     p.add_argument("--target", choices=("cpu", "gpu"), default="cpu", help="how Triton runs `sharp`")
-    p.add_argument("--gpu-accelerator", choices=("tensorrt", "cuda"), default="tensorrt")
+    p.add_argument(
+        "--gpu-runtime",
+        "--gpu-accelerator",  # its name before the PyTorch runtime existed
+        dest="gpu_runtime",
+        choices=GPU_RUNTIMES,
+        default="torch",
+        help="what runs `sharp` on the GPU target: torch (PyTorch on CUDA, the default: the one GPU path "
+        "measured so far), tensorrt or cuda (Triton's onnxruntime backend on the mixed fp16 graph)",
+    )
+    p.add_argument(
+        "--compile-mode",
+        choices=COMPILE_MODES,
+        default="none",
+        help="torch.compile mode of the PyTorch GPU runner",
+    )
     p.add_argument("--image", type=Path, help="image for the numeric check (default: generated photo)")
     p.add_argument("--size", type=int, help="working size; only the preset's own size is valid")
     p.add_argument("--verify-batch", type=int, help="items in the check batch (default 2; 1 for full)")
@@ -182,6 +202,11 @@ def _reuse_onnx(source: Path, target: Path) -> Path:
 def _check_precision(args: argparse.Namespace) -> list[ServedVariant]:
     """The variants to check, fastest first; refuses requests that cannot be served (exit 2)."""
     variants = choose_cpu_variants(args.precision, args.target, read_cpu_features(), openvino_installed())
+    if args.target == "gpu":
+        try:
+            check_gpu_serving(args.gpu_runtime, variants[0].precision, args.max_batch_size or 4)
+        except ValueError as error:
+            raise InvalidParameterError(str(error)) from None
     for variant in variants:
         if (variant.runtime != "onnxruntime" or variant.precision == "int8") and "onnx" not in args.formats:
             raise InvalidParameterError(
@@ -189,6 +214,60 @@ def _check_precision(args: argparse.Namespace) -> list[ServedVariant]:
                 "--formats"
             )
     return variants
+
+
+def gpu_files(
+    args: argparse.Namespace,
+    model: torch.nn.Module,
+    files: dict[str, Path],
+    out: Path,
+    ref: Reference,
+    precision: str,
+) -> list[verify.Check]:
+    """The GPU target's served file beside the ONNX graphs: the PyTorch runner's weights in the served
+    dtype, checked by loading them through the runner itself (as Triton will), on this machine's CPU.
+    TensorRT and CUDA serve the ONNX graphs already checked above."""
+    if args.gpu_runtime != "torch":
+        if precision == "fp16" and "onnx_fp16" not in files:
+            raise InvalidParameterError(
+                f"--gpu-runtime {args.gpu_runtime} fp16 serves the fp16 graph: add onnx"
+            )
+        return []
+    from export.torch_weights import check_torch_runner, save_served_weights
+    from mlsharp.triton.gpu_target import torch_weights_filename
+
+    path = out / "torch" / torch_weights_filename(precision)
+    files["torch_weights"] = save_served_weights(model, path, precision)
+    return [check_torch_runner(path, args.preset, precision, ref.image, ref.factor, ref.outputs)]
+
+
+def served_sha256(args: argparse.Namespace, files: dict[str, Path], precision: str) -> str:
+    """sha256 over the file(s) the GPU ``sharp`` loads (TensorRT names its engine cache after it)."""
+    if args.target != "gpu" or args.gpu_runtime == "torch":
+        return ""
+    graph = files.get("onnx_fp16" if precision == "fp16" else "onnx_fp32")
+    if graph is None:
+        return ""
+    digest = hashlib.sha256()
+    for path in onnx_files(graph):
+        digest.update(sha256_of(path).encode())
+    return digest.hexdigest()
+
+
+def fp16_safety(
+    args: argparse.Namespace,
+    model: torch.nn.Module,
+    image: torch.Tensor,
+    factor: torch.Tensor,
+    files: dict[str, Path],
+) -> dict[str, object] | None:
+    """What keeps the fp16 graph safe, and how far half precision moves each layer type (None
+    without an fp16 graph)."""
+    if "onnx_fp16" not in files:
+        return None
+    from export.precision import precision_record
+
+    return precision_record(model, image, factor, files["onnx_fp16"])
 
 
 def run(args: argparse.Namespace) -> int:
@@ -243,6 +322,10 @@ def run(args: argparse.Namespace) -> int:
     )
     checks += checked.checks
     variant = checked.served or variants[-1]  # none passed: the manifest names the last one tried
+    if args.target == "gpu":
+        checks += gpu_files(
+            args, model, files, out, Reference(image, factor, reference, floor), variant.precision
+        )
     if "torchscript" in args.formats:
         start = time.perf_counter()
         files["torchscript"] = graphs.export_torchscript(
@@ -259,7 +342,9 @@ def run(args: argparse.Namespace) -> int:
         preset=config.name,
         working_size_px=config.working_size_px,
         num_gaussians=config.num_gaussians,
-        model_id=served_model_id(loaded.model_id, variant.precision, variant.runtime),
+        model_id=served_model_id(
+            loaded.model_id, variant.precision, args.gpu_runtime if args.target == "gpu" else variant.runtime
+        ),
         random_weights=loaded.random_weights,
         target=args.target,
         max_batch_size=max_batch_size,
@@ -272,7 +357,9 @@ def run(args: argparse.Namespace) -> int:
         # a CPU export that also converts fp16 still serves fp32 (the CPU runner has no fp16 path)
         precision=variant.precision,  # type: ignore[arg-type]
         runtime=variant.runtime,  # type: ignore[arg-type]
-        gpu_accelerator=args.gpu_accelerator,
+        gpu_runtime=args.gpu_runtime,
+        compile_mode=args.compile_mode,
+        served_sha256=served_sha256(args, files, variant.precision),
     )
     if ok and not args.no_repository and "onnx_fp32" in files:
         repository = write_repository(
@@ -282,6 +369,7 @@ def run(args: argparse.Namespace) -> int:
             fp16_onnx_path=files.get("onnx_fp16"),
             int8_onnx_path=files.get("onnx_int8"),
             openvino_ir_path=files.get("openvino_bf16"),
+            torch_weights_path=files.get("torch_weights"),
         )
         print(f"triton repository ({args.target}): {repository}")
     write_manifest(
@@ -293,7 +381,7 @@ def run(args: argparse.Namespace) -> int:
             "model_id": opts.model_id,
             "weights_model_id": loaded.model_id,
             "served_precision": opts.precision,
-            "served_runtime": opts.runtime if opts.target == "cpu" else "onnxruntime (triton backend)",
+            "served_runtime": opts.runtime if opts.target == "cpu" else f"gpu: {opts.gpu_runtime}",
             "served_choice": variant.reason,
             "cpu": read_cpu_features().summary(),
             "random_weights": loaded.random_weights,
@@ -312,6 +400,8 @@ def run(args: argparse.Namespace) -> int:
             "checks": [c.to_json() for c in checks],
             # auto's candidates that failed their check and were therefore not served
             "rejected_checks": [c.to_json() for c in checked.rejected],
+            # fp16 graph: its fp32 islands, activation maxima and fp16/bf16 deviation per layer type
+            "fp16_safety": fp16_safety(args, model, image, factor, files),
             "ok": ok,
             "timings_s": timings,
             "files": {key: [file_entry(p, out) for p in onnx_files(path)] for key, path in files.items()},

@@ -65,9 +65,14 @@ def choose_cpu_variants(
         if chosen:
             raise InvalidParameterError(
                 f"--precision {chosen[0]} is for --target cpu (ONNX Runtime int8 or OpenVINO on the CPU "
-                "runner); on a GPU use fp16"
+                "runner); on a GPU use fp16 or bf16"
             )
-        return [ServedVariant("onnxruntime", "fp16" if "fp16" in precisions else "fp32", "gpu target")]
+        precision = next((p for p in ("fp16", "bf16") if p in precisions), "fp32")
+        return [ServedVariant("gpu", precision, "gpu target")]
+    if "bf16" in precisions:
+        raise InvalidParameterError(
+            "--precision bf16 is the GPU target's PyTorch runner; on the CPU, OpenVINO serves bf16: ov-bf16"
+        )
     if len(chosen) > 1:
         raise InvalidParameterError(
             f"--precision names {len(chosen)} served CPU variants ({', '.join(chosen)}); a repository "

@@ -166,7 +166,7 @@ def tune(
         model_id=opts.model_id,
         preset=opts.preset,
         target=opts.target,
-        gpu_accelerator=opts.gpu_accelerator,
+        gpu_runtime=opts.gpu_runtime,
         objective=request.objective.to_json(),
         space=space.to_json(),
         concurrency=list(request.concurrency) if request.concurrency else None,

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mlsharp.errors import MLSharpError
+from mlsharp.triton.gpu_target import torch_weights_filename
 from mlsharp.triton.models import SHARP, Precision, RepositoryOptions, all_configs, fp16_filename
 
 #: the RepositoryOptions fields a tuning result sets (everything else stays as exported)
@@ -175,11 +176,14 @@ def check_precisions(base: RepositoryOptions, space: SearchSpace, repository: Pa
             f"--precision fp16 needs a GPU repository; {repository} targets {base.target} (its CPU runner "
             "runs fp32 only). Drop fp16 or export with --target gpu --precision fp32,fp16."
         )
-    fp16_file = repository / SHARP / "1" / fp16_filename(base.onnx_filename)
-    if base.gpu_accelerator == "cuda" and not fp16_file.is_file():
+    if base.gpu_runtime == "torch":
+        fp16_file = repository / SHARP / "1" / torch_weights_filename("fp16")
+    else:  # TensorRT and CUDA both load the mixed-precision graph
+        fp16_file = repository / SHARP / "1" / fp16_filename(base.onnx_filename)
+    if not fp16_file.is_file():
         raise TuneError(
-            f"--precision fp16 with the CUDA provider loads {fp16_file}, which this repository lacks; "
-            "re-export with --precision fp32,fp16 or tune fp32 only."
+            f"--precision fp16 with the {base.gpu_runtime} GPU runtime loads {fp16_file}, which this "
+            "repository lacks; re-export with --precision fp16 or tune the exported precision only."
         )
 
 

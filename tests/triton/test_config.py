@@ -89,8 +89,13 @@ def test_ensemble_exposes_the_documented_contract_and_chains_three_steps() -> No
     assert steps == ["preprocess", "sharp", "postprocess"]
 
 
+KIND = {"cpu": pb.ModelInstanceGroup.KIND_CPU, "gpu": pb.ModelInstanceGroup.KIND_GPU}
+#: what the GPU target's python stages add: tensors stay on the GPU (DLPack), device chosen by kind
+DEVICE_STAGE = {"cpu": {}, "gpu": {"FORCE_CPU_ONLY_INPUT_TENSORS": "no", "stage_device": "auto"}}
+
+
 @pytest.mark.parametrize("target", ["cpu", "gpu"])
-def test_preprocess_turns_bytes_into_the_network_input_on_cpu_instances(target: str) -> None:
+def test_preprocess_turns_bytes_into_the_network_input(target: str) -> None:
     config = _parsed(_options(target=target, preprocess_instances=3))["preprocess"]
     assert config.backend == "python" and config.max_batch_size == 8
     assert _tensors(config.input) == REQUEST
@@ -100,12 +105,12 @@ def test_preprocess_turns_bytes_into_the_network_input_on_cpu_instances(target: 
         "camera": (pb.TYPE_FP64, [3]),  # focal_px, width_px, height_px without float32 rounding
         "image_info": (pb.TYPE_STRING, [1]),
     }
-    assert [(g.kind, g.count) for g in config.instance_group] == [(pb.ModelInstanceGroup.KIND_CPU, 3)]
+    assert [(g.kind, g.count) for g in config.instance_group] == [(KIND[target], 3)]
     assert not config.HasField("dynamic_batching")  # one request per execute: a bad image fails alone
     assert _parameters(config) == {
         "model_id": "random-test-seed0", "random_weights": "true",
         "preset": "test", "working_size_px": str(SIZE),
-    }  # fmt: skip
+    } | DEVICE_STAGE[target]  # fmt: skip
 
 
 @pytest.mark.parametrize("target", ["cpu", "gpu"])
@@ -119,8 +124,9 @@ def test_postprocess_takes_the_raw_outputs_and_returns_scene_and_metadata(target
         "formats": (pb.TYPE_STRING, [-1]),
     }
     assert _tensors(config.output) == RESPONSE
-    assert [(g.kind, g.count) for g in config.instance_group] == [(pb.ModelInstanceGroup.KIND_CPU, 2)]
+    assert [(g.kind, g.count) for g in config.instance_group] == [(KIND[target], 2)]
     assert _parameters(config)["random_weights"] == "true"
+    assert DEVICE_STAGE[target].items() <= _parameters(config).items()
 
 
 def test_sharp_outputs_are_the_five_raw_tensors_on_both_targets() -> None:
@@ -130,7 +136,7 @@ def test_sharp_outputs_are_the_five_raw_tensors_on_both_targets() -> None:
         assert _tensors(config.input)["image"] == (pb.TYPE_FP32, [3, SIZE, SIZE])
         assert list(config.dynamic_batching.preferred_batch_size) == [2, 4, 8]
         assert config.dynamic_batching.max_queue_delay_microseconds == 20_000
-    assert gpu.platform == "onnxruntime_onnx" and not gpu.backend
+    assert gpu.backend == "python" and gpu.parameters["runtime"].string_value == "torch"  # the default
     assert [g.kind for g in gpu.instance_group] == [pb.ModelInstanceGroup.KIND_GPU]
     assert [g.kind for g in cpu.instance_group] == [pb.ModelInstanceGroup.KIND_CPU]
 
@@ -163,28 +169,6 @@ def test_sharp_queue_is_bounded_and_refuses_beyond_it() -> None:
     assert policy.timeout_action == pb.ModelQueuePolicy.REJECT
     unbounded = _parsed(_options(max_queue_size=0))["sharp"]
     assert not unbounded.dynamic_batching.HasField("default_queue_policy")
-
-
-def test_gpu_tensorrt_fp32_fp16_and_cuda_fp16_options() -> None:
-    trt = _parsed(_options(target="gpu"))["sharp"]
-    (accelerator,) = trt.optimization.execution_accelerators.gpu_execution_accelerator
-    assert accelerator.name == "tensorrt"
-    assert dict(accelerator.parameters) == {
-        "precision_mode": "FP32",
-        "max_workspace_size_bytes": str(4 << 30),
-        "trt_engine_cache_enable": "1",
-        "trt_engine_cache_path": "/tmp/mlsharp-trt-cache",
-        "trt_layer_norm_fp32_fallback": "1",
-    }
-    assert trt.default_model_filename == ""  # TensorRT's FP16 mode runs on the fp32 file
-    trt16 = _parsed(_options(FULL, target="gpu", precision="fp16"))["sharp"]
-    (accelerator,) = trt16.optimization.execution_accelerators.gpu_execution_accelerator
-    assert accelerator.name == "tensorrt" and accelerator.parameters["precision_mode"] == "FP16"
-    assert trt16.default_model_filename == ""
-    cuda = _parsed(_options(target="gpu", gpu_accelerator="cuda", precision="fp16"))["sharp"]
-    (accelerator,) = cuda.optimization.execution_accelerators.gpu_execution_accelerator
-    assert accelerator.name == "cuda" and accelerator.parameters["cudnn_conv_use_max_workspace"] == "1"
-    assert cuda.default_model_filename == "model.fp16.onnx"  # the CUDA EP needs the converted graph
 
 
 def test_export_refuses_other_working_sizes_listing_the_valid_ones(tmp_path, capsys) -> None:

@@ -52,16 +52,44 @@ def test_gpu_repository_runs_onnx_in_the_onnxruntime_backend(tmp_path: Path, exp
     fp32, fp16 = exported
     repo = tmp_path / "repo"
     write_repository(repo, _options("cpu"), fp32)  # then re-targeted in place: no stale model.py
-    write_repository(
-        repo, _options("gpu", precision="fp16", gpu_accelerator="cuda"), fp32, fp16_onnx_path=fp16
-    )
+    opts = _options("gpu", precision="fp16", gpu_runtime="cuda")
+    write_repository(repo, opts, fp32, fp16_onnx_path=fp16)
     sharp = _config(repo, "sharp")
     assert sharp.platform == "onnxruntime_onnx" and sharp.default_model_filename == "model.fp16.onnx"
-    assert sorted(p.name for p in (repo / "sharp" / "1").iterdir()) == [
-        "model.fp16.onnx", "model.fp16.onnx.data", "model.onnx", "model.onnx.data",
-    ]  # fmt: skip
+    assert not (repo / "sharp" / "1" / "model.py").exists()
+    assert {"model.fp16.onnx", "model.fp16.onnx.data"} <= {p.name for p in (repo / "sharp" / "1").iterdir()}
     accelerator = sharp.optimization.execution_accelerators.gpu_execution_accelerator[0]
     assert accelerator.name == "cuda"
+    fresh = write_repository(tmp_path / "fresh", opts, fp32, fp16_onnx_path=fp16)
+    # only the served graph: the 2.6 GB fp32 graph stays out of an fp16 repository
+    assert sorted(p.name for p in (fresh / "sharp" / "1").iterdir()) == [
+        "model.fp16.onnx",
+        "model.fp16.onnx.data",
+    ]
+    env = dict(
+        line.split("=", 1)
+        for line in (fresh / "server.env").read_text().splitlines()
+        if not line.startswith("#")
+    )
+    assert set(env) == {
+        "TRITON_PINNED_MEMORY_BYTES", "TRITON_CUDA_MEMORY_POOL_BYTES",
+        "TRITON_PYTHON_SHM_DEFAULT_BYTES", "TRITON_PYTHON_SHM_GROWTH_BYTES",
+    }  # fmt: skip
+
+
+def test_gpu_torch_repository_serves_the_weights_file_with_the_python_runner(
+    tmp_path: Path, exported
+) -> None:
+    fp32, _ = exported
+    weights = tmp_path / "model.fp16.pt"
+    weights.write_bytes(b"stand-in")
+    opts = _options("gpu", precision="fp16", gpu_runtime="torch")
+    repo = write_repository(tmp_path / "repo", opts, fp32, torch_weights_path=weights)
+    assert sorted(p.name for p in (repo / "sharp" / "1").iterdir()) == ["model.fp16.pt", "model.py"]
+    sharp = _config(repo, "sharp")
+    assert sharp.backend == "python" and sharp.parameters["weights_file"].string_value == "model.fp16.pt"
+    with pytest.raises(ValueError, match=r"model\.fp16\.pt"):
+        write_repository(tmp_path / "other", opts, fp32)
 
 
 def test_the_onnx_file_must_keep_the_name_its_external_data_expects(tmp_path: Path, exported) -> None:

@@ -63,12 +63,11 @@ def test_no_preferred_sizes_round_trip_as_an_empty_list(tmp_path: Path) -> None:
     assert load_options(repo).preferred_batch_sizes == ()
 
 
-def test_gpu_fp16_winner_switches_the_tensorrt_precision(tmp_path: Path) -> None:
-    before = options("gpu")
-    repo = stub_repository(tmp_path, before)
+def test_gpu_fp16_winner_switches_the_cuda_graph(tmp_path: Path) -> None:
+    before = options("gpu", gpu_runtime="cuda")
+    repo = stub_repository(tmp_path, before, fp16=True)
     apply_winner(repo, with_fields(before, {"precision": "fp16"}), {})
-    accelerator = _parsed(repo, "sharp").optimization.execution_accelerators.gpu_execution_accelerator[0]
-    assert accelerator.parameters["precision_mode"] == "FP16"
+    assert _parsed(repo, "sharp").default_model_filename == "model.fp16.onnx"
 
 
 def test_an_invalid_winner_writes_nothing(tmp_path: Path) -> None:

@@ -29,7 +29,7 @@ def material(**changes: Any) -> dict[str, Any]:
         "model_id": "random-test-seed0",
         "preset": "test",
         "target": "cpu",
-        "gpu_accelerator": "tensorrt",
+        "gpu_runtime": "tensorrt",
         "objective": {"kind": "throughput", "p95_bound_ms": None, "tie_percent": 2.0},
         "space": {"max_batch_sizes": [1, 2], "sharp_instances": [1]},
         "concurrency": None,
@@ -70,10 +70,10 @@ def test_the_key_changes_with_everything_a_result_depends_on(changes: dict[str, 
     assert cache_key(material(**changes)) != cache_key(material())
 
 
-def test_the_gpu_accelerator_only_counts_on_gpu_targets() -> None:
-    assert cache_key(material(gpu_accelerator="cuda")) == cache_key(material())
+def test_the_gpu_runtime_only_counts_on_gpu_targets() -> None:
+    assert cache_key(material(gpu_runtime="cuda")) == cache_key(material())
     gpu = {"target": "gpu"}
-    assert cache_key(material(gpu_accelerator="cuda", **gpu)) != cache_key(material(**gpu))
+    assert cache_key(material(gpu_runtime="cuda", **gpu)) != cache_key(material(**gpu))
 
 
 def test_entries_are_valid_for_seven_days_and_never_from_the_future(tmp_path: Path) -> None:

@@ -139,7 +139,7 @@ def test_fp16_is_refused_on_a_cpu_repository(tmp_path: Path) -> None:
 
 
 def test_fp16_with_the_cuda_provider_needs_the_converted_graph(tmp_path: Path) -> None:
-    base = options("gpu", gpu_accelerator="cuda")
+    base = options("gpu", gpu_runtime="cuda")
     space = space_from_lists(base, precisions=("fp32", "fp16"))
     repo = stub_repository(tmp_path / "plain", base)
     with pytest.raises(TuneError, match=r"model\.fp16\.onnx"):
@@ -147,11 +147,14 @@ def test_fp16_with_the_cuda_provider_needs_the_converted_graph(tmp_path: Path) -
     check_precisions(base, space, stub_repository(tmp_path / "both", base, fp16=True))
 
 
-def test_fp16_with_tensorrt_runs_on_the_fp32_graph(tmp_path: Path) -> None:
-    base = options("gpu", gpu_accelerator="tensorrt")
-    check_precisions(
-        base, space_from_lists(base, precisions=("fp32", "fp16")), stub_repository(tmp_path, base)
-    )
+def test_fp16_with_the_pytorch_runtime_needs_its_fp16_weights(tmp_path: Path) -> None:
+    base = options("gpu", gpu_runtime="torch", precision="fp16")
+    space = space_from_lists(base, precisions=("fp16",))
+    repo = stub_repository(tmp_path, base)
+    check_precisions(base, space, repo)
+    (repo / "sharp" / "1" / "model.fp16.pt").unlink()
+    with pytest.raises(TuneError, match=r"model\.fp16\.pt"):
+        check_precisions(base, space, repo)
 
 
 def test_an_int8_repository_keeps_its_precision(tmp_path: Path) -> None:

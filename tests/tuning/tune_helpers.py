@@ -17,8 +17,16 @@ def stub_repository(root: Path, opts: RepositoryOptions, *, fp16: bool = False) 
     for name in names:
         (onnx_dir / name).write_bytes(name.encode())
     fp16_path = onnx_dir / "model.fp16.onnx" if fp16 else None
+    weights = None
+    if opts.target == "gpu" and opts.gpu_runtime == "torch":
+        weights = onnx_dir / f"model.{opts.precision}.pt"
+        weights.write_bytes(b"stand-in weights")
     return write_repository(
-        root / "model_repository", opts, onnx_dir / "model.onnx", fp16_onnx_path=fp16_path
+        root / "model_repository",
+        opts,
+        onnx_dir / "model.onnx",
+        fp16_onnx_path=fp16_path,
+        torch_weights_path=weights,
     )
 
 

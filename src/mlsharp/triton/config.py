@@ -91,6 +91,26 @@ class Optimization:
 
 
 @dataclass(frozen=True)
+class WarmupInput:
+    """One input of a warm-up request: zeros or random values of the given type and dims."""
+
+    data_type: DataType
+    dims: tuple[int, ...]
+    random: bool = True
+
+
+@dataclass(frozen=True)
+class ModelWarmup:
+    """A ``model_warmup`` entry: Triton runs it while loading, before it reports the model ready, so
+    engine builds and allocator growth for ``batch_size`` happen there and not on a live request."""
+
+    name: str
+    batch_size: int
+    inputs: Mapping[str, WarmupInput]
+    count: int = 1
+
+
+@dataclass(frozen=True)
 class EnsembleStep:
     """One model call in an ensemble; maps the model's tensor names to ensemble tensor names."""
 
@@ -116,6 +136,7 @@ class ModelConfig:
     optimization: Optimization | None = None
     ensemble_steps: tuple[EnsembleStep, ...] = ()
     default_model_filename: str | None = None
+    model_warmup: tuple[ModelWarmup, ...] = ()
 
     def validate(self) -> None:
         """Raise ``ValueError`` for configs Triton would reject at load time (fail at export instead)."""
@@ -145,6 +166,12 @@ class ModelConfig:
         for group in self.instance_groups:
             if group.count < 1:
                 raise ValueError(f"{self.name}: instance count must be >= 1")
+        input_names = {t.name for t in self.inputs}
+        for warmup in self.model_warmup:
+            if not 0 < warmup.batch_size <= max(self.max_batch_size, 1):
+                raise ValueError(f"{self.name}: warm-up {warmup.name!r} batch {warmup.batch_size} too large")
+            if set(warmup.inputs) != input_names:
+                raise ValueError(f"{self.name}: warm-up {warmup.name!r} inputs are not {sorted(input_names)}")
 
     def to_dict(self) -> dict[str, Any]:
         """The config as ``model_config.proto``'s JSON mapping. ``None`` leaves a field unset (a
@@ -166,6 +193,7 @@ class ModelConfig:
             "ensemble_scheduling": {"step": [_step(s) for s in self.ensemble_steps]}
             if self.ensemble_steps
             else None,
+            "model_warmup": [_warmup(w) for w in self.model_warmup],
         }
 
     def to_proto(self) -> Any:
@@ -232,6 +260,15 @@ def _optimization(opt: Optimization) -> dict[str, Any]:
         if opt.output_pinned_memory is None
         else {"enable": opt.output_pinned_memory},
     }
+
+
+def _warmup(warmup: ModelWarmup) -> dict[str, Any]:
+    inputs = {
+        name: {"data_type": item.data_type.value, "dims": list(item.dims)}
+        | ({"random_data": True} if item.random else {"zero_data": True})
+        for name, item in warmup.inputs.items()
+    }
+    return {"name": warmup.name, "batch_size": warmup.batch_size, "inputs": inputs, "count": warmup.count}
 
 
 def _step(step: EnsembleStep) -> dict[str, Any]:

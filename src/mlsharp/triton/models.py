@@ -1,9 +1,10 @@
 """The four models of the ``mlsharp`` ensemble as typed configs (see docs/interfaces.md).
 
 Why here and not in hand-written pbtxt: tensor dims follow the preset (working size, gaussian
-count), the ``sharp`` model has a GPU (ONNX Runtime backend, TensorRT/CUDA) and a CPU (python
-backend running ONNX Runtime) form built from the same ONNX file, and the python models read the
-model id and random-weights flag from generated parameters to stamp every output.
+count), the ``sharp`` model has GPU forms (PyTorch in the python backend, or Triton's ONNX Runtime
+backend with TensorRT/CUDA: :mod:`mlsharp.triton.gpu_target`) and a CPU form (python backend
+running ONNX Runtime or OpenVINO), and the python models read the model id and random-weights flag
+from generated parameters to stamp every output.
 """
 
 from __future__ import annotations
@@ -11,17 +12,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from mlsharp.triton import gpu_target
 from mlsharp.triton.config import (
     DataType,
     DynamicBatching,
     EnsembleStep,
-    ExecutionAccelerator,
     InstanceGroup,
     InstanceKind,
     ModelConfig,
-    Optimization,
     Tensor,
 )
+from mlsharp.triton.gpu_target import GpuRuntime
 
 ENSEMBLE = "mlsharp"
 PREPROCESS = "preprocess"
@@ -41,7 +42,6 @@ RAW_OUTPUT_NAMES = tuple(name for name, _ in RAW_OUTPUTS)
 NETWORK_INPUTS = ("image", "disparity_factor")
 
 Target = Literal["cpu", "gpu"]
-GpuAccelerator = Literal["tensorrt", "cuda"]
 #: what runs ``sharp`` on the CPU target (the python backend): ONNX Runtime or OpenVINO
 CpuRuntime = Literal["onnxruntime", "openvino"]
 CPU_RUNTIMES: tuple[str, ...] = ("onnxruntime", "openvino")
@@ -79,11 +79,17 @@ class RepositoryOptions:
     #: int8: the CPU runner serves the dynamically quantized copy (an explicit opt-in of the export);
     #: bf16: OpenVINO's bf16 inference precision (runtime "openvino" only)
     precision: Precision = "fp32"
-    #: the CPU target's runner for ``sharp`` (the GPU target always uses Triton's ORT backend)
+    #: the CPU target's runner for ``sharp``
     runtime: CpuRuntime = "onnxruntime"
-    gpu_accelerator: GpuAccelerator = "tensorrt"
+    #: the GPU target's runner for ``sharp`` (see :mod:`mlsharp.triton.gpu_target` for why torch)
+    gpu_runtime: GpuRuntime = "torch"
+    #: ``torch.compile`` mode of the PyTorch GPU runner ("none": eager)
+    compile_mode: str = "none"
     onnx_filename: str = "model.onnx"
+    #: root of the TensorRT engine/timing caches; each served graph gets its own folder below it
     trt_cache_dir: str = "/tmp/mlsharp-trt-cache"
+    #: sha256 of the file ``sharp`` serves (TensorRT's cache folder is named after it)
+    served_sha256: str = ""
     #: the ``sharp`` batcher's preferred batch sizes; None derives them (2, 4, 8, 16 up to the max)
     preferred_batch_sizes: tuple[int, ...] | None = None
 
@@ -129,6 +135,14 @@ def _cpu(count: int) -> tuple[InstanceGroup, ...]:
     return (InstanceGroup(InstanceKind.CPU, count),)
 
 
+def _stage_placement(opts: RepositoryOptions, count: int) -> tuple[tuple[InstanceGroup, ...], dict[str, str]]:
+    """Instances and extra parameters of a python stage: on the GPU target ``KIND_GPU`` with CUDA
+    torch and inputs left where they are (DLPack), on the CPU target CPU instances on numpy."""
+    if opts.target == "gpu":
+        return gpu_target.gpu_instances(count), dict(gpu_target.DEVICE_STAGE_PARAMETERS)
+    return _cpu(count), {}
+
+
 # camera travels as FP64 (focal_px, width_px, height_px) so that the served path rebuilds the very
 # same CameraInfo (Python floats) as the eager pipeline; float32 would round focal_px in metadata.
 CAMERA = Tensor("camera", DataType.FP64, (3,))
@@ -139,6 +153,7 @@ IMAGE_INFO = Tensor("image_info", DataType.STRING, (1,))
 def preprocess_config(opts: RepositoryOptions) -> ModelConfig:
     """Bytes + focal overrides -> network input; per-request errors; several instances."""
     size = opts.working_size_px
+    instances, placement = _stage_placement(opts, opts.preprocess_instances)
     return ModelConfig(
         name=PREPROCESS,
         backend="python",
@@ -150,8 +165,8 @@ def preprocess_config(opts: RepositoryOptions) -> ModelConfig:
             CAMERA,
             IMAGE_INFO,
         ),
-        instance_groups=_cpu(opts.preprocess_instances),
-        parameters=opts.common_parameters(),
+        instance_groups=instances,
+        parameters=opts.common_parameters() | placement,
     )
 
 
@@ -163,29 +178,16 @@ def _batching(opts: RepositoryOptions) -> DynamicBatching:
     )
 
 
-def _gpu_optimization(opts: RepositoryOptions) -> Optimization:
-    if opts.gpu_accelerator == "tensorrt":
-        params = {
-            "precision_mode": "FP16" if opts.precision == "fp16" else "FP32",
-            "max_workspace_size_bytes": str(4 << 30),
-            "trt_engine_cache_enable": "1",
-            "trt_engine_cache_path": opts.trt_cache_dir,
-            # keep LayerNorm in fp32 under FP16: ViT activations overflow half precision otherwise
-            "trt_layer_norm_fp32_fallback": "1",
-        }
-        accelerator = ExecutionAccelerator("tensorrt", params)
-    else:
-        accelerator = ExecutionAccelerator("cuda", {"cudnn_conv_use_max_workspace": "1"})
-    return Optimization(gpu_accelerators=(accelerator,))
-
-
 def served_model_id(weights_model_id: str, precision: str, runtime: str = "onnxruntime") -> str:
     """The id a repository stamps on its outputs: outputs of another precision or runtime differ
     from ONNX Runtime fp32's, so each gets its own id and never shares cache entries or metadata:
     ``<weights id>+int8`` for the int8 opt-in, ``<weights id>+ov-fp32`` / ``+ov-bf16`` for OpenVINO.
-    ONNX Runtime fp32 (the reference export) keeps the weights id itself."""
+    On the GPU target, ``+torch-fp16``, ``+tensorrt-fp16``, ``+cuda-fp16``, ``+torch-bf16``.
+    fp32 (ONNX Runtime on the CPU, the reference export; any fp32 GPU runtime) keeps the weights id."""
     if runtime == "openvino":
         return f"{weights_model_id}+ov-{precision}"
+    if runtime in gpu_target.GPU_RUNTIMES:  # the GPU target: half precisions get their own id
+        return weights_model_id if precision == "fp32" else f"{weights_model_id}+{runtime}-{precision}"
     return f"{weights_model_id}+int8" if precision == "int8" else weights_model_id
 
 
@@ -200,7 +202,7 @@ def check_cpu_serving(runtime: str, precision: str) -> None:
 
 
 def fp16_filename(onnx_filename: str) -> str:
-    """``model.onnx`` -> ``model.fp16.onnx``: the converted graph the CUDA provider loads."""
+    """``model.onnx`` -> ``model.fp16.onnx``: the mixed-precision graph TensorRT and CUDA load."""
     return onnx_filename.replace(".onnx", ".fp16.onnx")
 
 
@@ -234,23 +236,7 @@ def sharp_config(opts: RepositoryOptions) -> ModelConfig:
     outputs = _raw_tensors(opts.num_gaussians)
     batching = _batching(opts)
     if opts.target == "gpu":
-        if opts.precision in ("int8", "bf16") or opts.runtime != "onnxruntime":
-            raise ValueError(
-                f"{opts.runtime} {opts.precision} is a CPU-target option; the GPU target serves fp32 or "
-                "fp16 through Triton's onnxruntime backend"
-            )
-        fp16_file = opts.precision == "fp16" and opts.gpu_accelerator == "cuda"
-        return ModelConfig(
-            platform="onnxruntime_onnx",
-            instance_groups=(InstanceGroup(InstanceKind.GPU, opts.sharp_instances),),
-            optimization=_gpu_optimization(opts),
-            default_model_filename=fp16_filename(opts.onnx_filename) if fp16_file else None,
-            name=SHARP,
-            max_batch_size=opts.max_batch_size,
-            inputs=inputs,
-            outputs=outputs,
-            dynamic_batching=batching,
-        )
+        return _gpu_sharp_config(opts, inputs, outputs, batching)
     check_cpu_serving(opts.runtime, opts.precision)
     params = opts.common_parameters() | {
         "model_file": served_model_file(opts),
@@ -270,9 +256,51 @@ def sharp_config(opts: RepositoryOptions) -> ModelConfig:
     )
 
 
+def _gpu_sharp_config(
+    opts: RepositoryOptions,
+    inputs: tuple[Tensor, ...],
+    outputs: tuple[Tensor, ...],
+    batching: DynamicBatching,
+) -> ModelConfig:
+    """``sharp`` on the GPU target: PyTorch in the python backend, or ONNX Runtime with TensorRT/CUDA."""
+    if opts.runtime != "onnxruntime" or opts.precision == "int8":
+        raise ValueError(
+            f"{opts.runtime} {opts.precision} is a CPU-target option; the GPU target serves "
+            "fp16/bf16/fp32 through --gpu-runtime torch, tensorrt or cuda"
+        )
+    gpu_target.check_gpu_serving(opts.gpu_runtime, opts.precision, opts.max_batch_size)
+    instances = gpu_target.gpu_instances(opts.sharp_instances)
+    if opts.gpu_runtime == "torch":
+        return ModelConfig(
+            name=SHARP,
+            max_batch_size=opts.max_batch_size,
+            inputs=inputs,
+            outputs=outputs,
+            backend="python",
+            instance_groups=instances,
+            parameters=opts.common_parameters() | gpu_target.torch_parameters(opts),
+            dynamic_batching=batching,
+        )
+    return ModelConfig(
+        name=SHARP,
+        max_batch_size=opts.max_batch_size,
+        inputs=inputs,
+        outputs=outputs,
+        platform="onnxruntime_onnx",
+        instance_groups=instances,
+        optimization=gpu_target.onnx_optimization(opts),
+        default_model_filename=fp16_filename(opts.onnx_filename) if opts.precision == "fp16" else None,
+        # the model id for stamping and the gateway's cache key, like every other model
+        parameters=opts.common_parameters() | gpu_target.ORT_MODEL_PARAMETERS,
+        dynamic_batching=batching,
+        model_warmup=gpu_target.warmups(opts),
+    )
+
+
 def postprocess_config(opts: RepositoryOptions) -> ModelConfig:
     """Raw outputs + camera -> one encoded scene per requested format + metadata JSON, from one
     unprojection."""
+    instances, placement = _stage_placement(opts, opts.postprocess_instances)
     return ModelConfig(
         name=POSTPROCESS,
         backend="python",
@@ -284,8 +312,8 @@ def postprocess_config(opts: RepositoryOptions) -> ModelConfig:
             Tensor("formats", DataType.STRING, (-1,)),
         ),
         outputs=RESPONSE_OUTPUTS,
-        instance_groups=_cpu(opts.postprocess_instances),
-        parameters=opts.common_parameters(),
+        instance_groups=instances,
+        parameters=opts.common_parameters() | placement,
     )
 
 
