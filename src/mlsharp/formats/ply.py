@@ -161,7 +161,8 @@ def encode_ply_from_rows(
         extras = _camera_elements(camera, n, quantiles)
     comments = [RANDOM_WEIGHTS_COMMENT] if random_weights else []
     rows = np.ascontiguousarray(vertices)
-    parts = [_header(n, extras, comments), rows.data.cast("B"), *(v.data.cast("B") for _, v in extras)]
+    parts: list[bytes | memoryview] = [_header(n, extras, comments), rows.data.cast("B")]
+    parts += [values.data.cast("B") for _, values in extras]
     return b"".join(parts)
 
 
