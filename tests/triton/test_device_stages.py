@@ -223,7 +223,7 @@ def test_spz_at_another_gzip_level_decodes_to_the_reference(level: int) -> None:
     camera = CameraInfo(600.0, 640, 480)
     raw = raw_gaussians(20_000, seed=5)
     scene = unproject(*raw.values(), camera, WORKING_SIZE_PX)
-    stage = DevicePostprocessStage(parameters(), torch.device("cpu"), spz_level=level)
+    stage = DevicePostprocessStage(parameters(), torch.device("cpu"), spz_compresslevel=level)
     fast = stage._encode("spz", scene, camera, (0.0, 1.0))
     ref = encode_spz(scene)
     a, b = decode_spz(fast), decode_spz(ref)
@@ -276,10 +276,10 @@ def test_instance_device_follows_the_instance_kind_unless_forced() -> None:
     )
     with pytest.raises(ValueError, match="stage_device must be one of auto, cpu-torch"):
         instance_device({"model_instance_kind": "CPU"}, {"stage_device": "gpu"})
-    assert device_stages.spz_compresslevel({}) == DEFAULT_COMPRESSLEVEL
-    assert device_stages.spz_compresslevel({"spz_compresslevel": "1"}) == 1
+    assert device_stages.configured_spz_level({}) == DEFAULT_COMPRESSLEVEL
+    assert device_stages.configured_spz_level({"spz_compresslevel": "1"}) == 1
     with pytest.raises(ValueError, match=r"1\.\.9"):
-        device_stages.spz_compresslevel({"spz_compresslevel": "0"})
+        device_stages.configured_spz_level({"spz_compresslevel": "0"})
 
 
 def test_read_tensors_and_output_tensors_by_dlpack() -> None:
@@ -349,3 +349,13 @@ def test_postprocess_executor_reads_gpu_like_inputs_and_isolates_a_bad_format() 
     assert {t.name: t.array for t in numpy_response.output_tensors}["scenes"].tolist() == ref[
         "scenes"
     ].tolist()
+
+
+def test_spz_level_benchmark_reports_every_level_with_sane_numbers() -> None:
+    from benchmarks.spz_levels import measure
+
+    result = measure(2048, repeats=1, levels=[1, 6, 9])
+    assert result["gaussians"] == 2048 and result["payload_bytes"] == 16 + 20 * 2048
+    sizes = {row["level"]: row["bytes"] for row in result["levels"]}
+    assert list(sizes) == [1, 6, 9] and sizes[9] <= sizes[6] <= sizes[1] < result["payload_bytes"]
+    assert all(row["gzip_s"] > 0 for row in result["levels"])
