@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pytest
+import torch
 
 from mlsharp.errors import ImageTooLargeError, InvalidImageError, InvalidParameterError
 from mlsharp.triton import backend
@@ -23,11 +24,31 @@ from mlsharp.triton.stages import OnnxRunner
 
 @dataclass
 class FakeTensor:
+    """A ``pb_utils.Tensor``: numpy (as Triton hands CPU inputs over) or a torch tensor (made by
+    ``from_dlpack``). ``cpu=False`` plays a GPU-resident tensor: ``as_numpy`` refuses, like the stub."""
+
     name: str
-    array: np.ndarray
+    array: Any
+    cpu: bool = True
 
     def as_numpy(self) -> np.ndarray:
-        return self.array
+        if not self.cpu:
+            raise RuntimeError("as_numpy() is only supported for CPU tensors")
+        return self.array.numpy() if isinstance(self.array, torch.Tensor) else self.array
+
+    def is_cpu(self) -> bool:
+        return self.cpu
+
+    def to_dlpack(self) -> Any:
+        if isinstance(self.array, np.ndarray) and self.array.dtype == np.object_:
+            raise RuntimeError("BYTES tensors cannot be exported by DLPack")
+        tensor = self.array if isinstance(self.array, torch.Tensor) else torch.from_numpy(self.array)
+        return torch.utils.dlpack.to_dlpack(tensor)
+
+    @staticmethod
+    def from_dlpack(name: str, capsule: Any) -> FakeTensor:
+        tensor = torch.utils.dlpack.from_dlpack(capsule)
+        return FakeTensor(name, tensor, cpu=tensor.device.type == "cpu")
 
 
 @dataclass
@@ -43,7 +64,7 @@ class FakeError:
 
 @dataclass
 class FakeRequest:
-    inputs: dict[str, np.ndarray] = field(default_factory=dict)
+    inputs: dict[str, Any] = field(default_factory=dict)
 
 
 class FakePbUtils:
@@ -59,7 +80,11 @@ class FakePbUtils:
 
     @staticmethod
     def get_input_tensor_by_name(request: FakeRequest, name: str) -> FakeTensor | None:
-        return FakeTensor(name, request.inputs[name]) if name in request.inputs else None
+        """A FakeTensor in ``request.inputs`` is handed over as is (e.g. one playing a GPU tensor)."""
+        if name not in request.inputs:
+            return None
+        value = request.inputs[name]
+        return value if isinstance(value, FakeTensor) else FakeTensor(name, value)
 
     class Logger:
         @staticmethod

@@ -11,9 +11,24 @@ from typing import BinaryIO
 
 from mlsharp.errors import InvalidParameterError
 from mlsharp.formats.metadata import build_metadata, metadata_json_bytes
-from mlsharp.formats.ply import encode_ply, encode_ply_clean, write_ply, write_ply_clean
-from mlsharp.formats.splat import decode_splat, encode_splat, write_splat
-from mlsharp.formats.spz import decode_spz, encode_spz, write_spz
+from mlsharp.formats.ply import (
+    encode_ply,
+    encode_ply_clean,
+    encode_ply_from_rows,
+    vertex_rows,
+    write_ply,
+    write_ply_clean,
+)
+from mlsharp.formats.splat import decode_splat, encode_splat, splat_row_bytes, write_splat
+from mlsharp.formats.spz import (
+    DEFAULT_COMPRESSLEVEL,
+    decode_spz,
+    encode_spz,
+    encode_spz_payload,
+    spz_header,
+    spz_payload_tensor,
+    write_spz,
+)
 from mlsharp.gaussians import CameraInfo, Gaussians3D
 
 OUTPUT_FORMATS = ("ply", "ply-clean", "spz", "splat")
@@ -74,6 +89,36 @@ def encode_scene(
     return encode_splat(gaussians)
 
 
+def encode_scene_on_device(
+    fmt: str,
+    gaussians: Gaussians3D,
+    camera: CameraInfo,
+    *,
+    random_weights: bool = False,
+    quantiles: tuple[float, float] | None = None,
+    spz_compresslevel: int = DEFAULT_COMPRESSLEVEL,
+) -> bytes:
+    """:func:`encode_scene`'s bytes with the file rows built on the gaussians' device.
+
+    Why: on a GPU the rows are assembled there and come back in ONE device-to-host copy per
+    format (PLY rows, packed .splat rows, packed SPZ blocks); only the PLY header and elements and
+    the gzip run on the CPU. ``quantiles`` (the disparity quantiles, for the ml-sharp PLY) saves
+    recomputing them per format. On the CPU the bytes equal :func:`encode_scene`'s (tested),
+    and at ``spz_compresslevel`` = DEFAULT_COMPRESSLEVEL the SPZ bytes too.
+    """
+    check_format(fmt)
+    if fmt in ("ply", "ply-clean"):
+        rows = vertex_rows(gaussians).cpu().numpy()  # (N, 14) float32: the one copy
+        return encode_ply_from_rows(
+            rows, camera if fmt == "ply" else None, random_weights=random_weights, quantiles=quantiles
+        )
+    if fmt == "spz":
+        packed = spz_payload_tensor(gaussians).cpu().numpy()  # (20 N,) uint8: the one copy
+        payload = spz_header(gaussians.num_gaussians) + packed.tobytes()
+        return encode_spz_payload(payload, compresslevel=spz_compresslevel)
+    return bytes(splat_row_bytes(gaussians).cpu().numpy().data)  # (N, 32) uint8: the one copy
+
+
 __all__ = [
     "FORMAT_INFO",
     "OUTPUT_FORMATS",
@@ -85,6 +130,7 @@ __all__ = [
     "encode_ply",
     "encode_ply_clean",
     "encode_scene",
+    "encode_scene_on_device",
     "encode_splat",
     "encode_spz",
     "metadata_json_bytes",

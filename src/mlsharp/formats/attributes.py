@@ -1,4 +1,4 @@
-"""Per-gaussian attribute encodings shared by every output format (float32 torch, CPU).
+"""Per-gaussian attribute encodings shared by every output format (float32 torch, any device).
 
 Why one place: the PLY, SPZ and .splat writers and the metadata all derive the same quantities
 (SH DC colour, opacity logit, log scale, disparity quantiles); computing them once, with the
@@ -56,12 +56,37 @@ def disparity_quantiles(means: Tensor) -> tuple[float, float]:
         return float("nan"), float("nan")
     if np.isnan(disparity).any():
         return float("nan"), float("nan")
-    ranks = torch.tensor([0.1, 0.9], dtype=torch.float32) * (n - 1)  # float32, like torch
-    below = ranks.long()
-    above = torch.ceil(ranks).long()
+    ranks, below, above = _quantile_ranks(n)
     kth = sorted({int(i) for i in torch.cat([below, above])})
     part = np.partition(disparity, kth)
-    lo = torch.from_numpy(part[below.numpy()])
-    hi = torch.from_numpy(part[above.numpy()])
+    return _lerp(torch.from_numpy(part[below.numpy()]), torch.from_numpy(part[above.numpy()]), ranks, below)
+
+
+def disparity_quantiles_on_device(means: Tensor) -> tuple[float, float]:
+    """:func:`disparity_quantiles` with the selection on ``means``' device (same values).
+
+    Why: on a GPU only four order statistics and a NaN flag come back (one tiny copy) instead of
+    the N disparities; the float32 interpolation then runs on the CPU exactly as above.
+    """
+    n = int(means.shape[0])
+    if n == 0:
+        return float("nan"), float("nan")
+    disparity = 1.0 / means[:, 2].float()  # (N,) on means' device
+    ranks, below, above = _quantile_ranks(n)
+    picks = [torch.kthvalue(disparity, int(i) + 1).values for i in torch.cat([below, above])]
+    stats = torch.stack([disparity.isnan().any().float(), *picks]).cpu()  # (5,) float32
+    if bool(stats[0]):
+        return float("nan"), float("nan")
+    return _lerp(stats[1:3], stats[3:5], ranks, below)
+
+
+def _quantile_ranks(n: int) -> tuple[Tensor, Tensor, Tensor]:
+    """torch.quantile's float32 ranks q * (N - 1) for q = 0.1, 0.9 and their floor/ceil indices."""
+    ranks = torch.tensor([0.1, 0.9], dtype=torch.float32) * (n - 1)  # float32, like torch
+    return ranks, ranks.long(), torch.ceil(ranks).long()
+
+
+def _lerp(lo: Tensor, hi: Tensor, ranks: Tensor, below: Tensor) -> tuple[float, float]:
+    """torch.quantile's linear interpolation between the order statistics (float32, CPU)."""
     values = torch.lerp(lo, hi, ranks - below.float())
     return float(values[0]), float(values[1])

@@ -104,12 +104,14 @@ def build_metadata(
     working_size_px: int | None = None,
     image_info: ImageInfo | None = None,
     extra: Mapping[str, Any] | None = None,
+    quantiles: tuple[float, float] | None = None,
 ) -> SceneMetadata:
     """JSON-serialisable description of one scene (keys in ``extra`` are added last, may override:
-    a producer's own facts, outside the declared schema)."""
+    a producer's own facts, outside the declared schema). ``quantiles``: the disparity quantiles
+    when the caller already has them (a GPU stage), else computed from ``gaussians.means``."""
     f, w, h = float(camera.focal_px), int(camera.width_px), int(camera.height_px)
     cx, cy = w * 0.5, h * 0.5
-    lo, hi = attributes.disparity_quantiles(gaussians.means)
+    lo, hi = quantiles if quantiles is not None else attributes.disparity_quantiles(gaussians.means)
     meta: SceneMetadata = {
         "metadata_version": METADATA_VERSION,
         "model_id": model_id,

@@ -12,6 +12,7 @@ import threading
 from typing import BinaryIO
 
 import numpy as np
+import torch
 
 from mlsharp.formats import attributes
 from mlsharp.gaussians import CameraInfo, Gaussians3D
@@ -50,6 +51,22 @@ def vertex_array(gaussians: Gaussians3D, out: np.ndarray | None = None) -> np.nd
     return np.concatenate([c.numpy() for c in columns], axis=1, out=out)
 
 
+def vertex_rows(gaussians: Gaussians3D) -> torch.Tensor:
+    """(N, 14) float32 vertex rows built on the gaussians' own device (a GPU: one copy back).
+
+    The same attribute functions as :func:`vertex_array`, in the same order; on the CPU the values
+    are bit-identical (tests compare the files byte for byte).
+    """
+    columns = [
+        gaussians.means.detach().float(),  # (N, 3)
+        attributes.sh_dc_from_linear(gaussians.colors_linear.detach()),  # (N, 3)
+        attributes.opacity_logits(gaussians.opacities.detach())[:, None],  # (N, 1)
+        attributes.log_scales(gaussians.scales.detach()),  # (N, 3)
+        gaussians.quaternions.detach().float(),  # (N, 4)
+    ]
+    return torch.cat(columns, dim=1)
+
+
 _SCRATCH = threading.local()
 
 
@@ -67,15 +84,28 @@ def _scratch_rows(n: int) -> np.ndarray:
     return rows[:n]
 
 
-def metadata_elements(gaussians: Gaussians3D, camera: CameraInfo) -> list[tuple[str, np.ndarray]]:
-    """ml-sharp's extra one-property elements, in file order, as (name, little-endian array)."""
+def metadata_elements(
+    gaussians: Gaussians3D, camera: CameraInfo, quantiles: tuple[float, float] | None = None
+) -> list[tuple[str, np.ndarray]]:
+    """ml-sharp's extra one-property elements, in file order, as (name, little-endian array).
+
+    ``quantiles``: the disparity quantiles when the caller already has them (else computed here).
+    """
+    if quantiles is None:
+        quantiles = attributes.disparity_quantiles(gaussians.means)
+    return _camera_elements(camera, gaussians.num_gaussians, quantiles)
+
+
+def _camera_elements(
+    camera: CameraInfo, num_gaussians: int, quantiles: tuple[float, float]
+) -> list[tuple[str, np.ndarray]]:
     f, w, h = camera.focal_px, camera.width_px, camera.height_px
-    lo, hi = attributes.disparity_quantiles(gaussians.means)
+    lo, hi = quantiles
     return [
         ("extrinsic", np.eye(4).reshape(-1).astype("<f4")),
         ("intrinsic", np.array([f, 0, w * 0.5, 0, f, h * 0.5, 0, 0, 1], dtype=np.float64).astype("<f4")),
         ("image_size", np.array([w, h], dtype="<u4")),
-        ("frame", np.array([1, gaussians.num_gaussians], dtype="<i4")),
+        ("frame", np.array([1, num_gaussians], dtype="<i4")),
         ("disparity", np.array([lo, hi], dtype="<f4")),
         ("color_space", np.array([COLOR_SPACE_SRGB], dtype="u1")),
         ("version", np.array(PLY_LAYOUT_VERSION, dtype="u1")),
@@ -107,6 +137,33 @@ def _parts(
     vertices = vertex_array(gaussians, out=_scratch_rows(gaussians.num_gaussians))  # (N, 14)
     header = _header(gaussians.num_gaussians, extras, comments)
     return [header, vertices.data.cast("B"), *(values.data.cast("B") for _, values in extras)]
+
+
+def encode_ply_from_rows(
+    vertices: np.ndarray,
+    camera: CameraInfo | None,
+    *,
+    random_weights: bool = False,
+    quantiles: tuple[float, float] | None = None,
+) -> bytes:
+    """A PLY from (N, 14) float32 vertex rows built elsewhere (a GPU, then copied once).
+
+    ``camera`` None gives the clean vertex-only layout, else ml-sharp's. The disparity quantiles
+    default to the rows' own z column (the means, exactly), so no second copy is needed.
+    """
+    if vertices.dtype != np.float32 or vertices.ndim != 2 or vertices.shape[1] != len(VERTEX_PROPERTIES):
+        raise ValueError(f"vertex rows must be (N, 14) float32, got {vertices.shape} {vertices.dtype}")
+    n = vertices.shape[0]
+    extras: list[tuple[str, np.ndarray]] = []
+    if camera is not None:
+        if quantiles is None:
+            quantiles = attributes.disparity_quantiles(torch.from_numpy(vertices[:, :3]))
+        extras = _camera_elements(camera, n, quantiles)
+    comments = [RANDOM_WEIGHTS_COMMENT] if random_weights else []
+    rows = np.ascontiguousarray(vertices)
+    parts: list[bytes | memoryview] = [_header(n, extras, comments), rows.data.cast("B")]
+    parts += [values.data.cast("B") for _, values in extras]
+    return b"".join(parts)
 
 
 def write_ply(

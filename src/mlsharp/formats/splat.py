@@ -10,10 +10,12 @@ metadata, so the caller carries camera and random-weight marks elsewhere.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import BinaryIO
 
 import numpy as np
+import torch
 
 from mlsharp.formats import attributes
 from mlsharp.formats.colorspace import linear_to_srgb
@@ -35,12 +37,21 @@ class SplatScene:
     quaternions: np.ndarray  # (N, 4) w x y z, renormalised
 
 
+def _exp_f32(values: torch.Tensor) -> torch.Tensor:
+    """exp in float64 rounded once to float32: the same float32 on the CPU and a GPU."""
+    return values.double().exp_().float()
+
+
 def splat_rows(gaussians: Gaussians3D) -> np.ndarray:
     """(N,) structured array in file order (sorted by volume * alpha, descending)."""
     n = gaussians.num_gaussians
     means = gaussians.means.detach().cpu().float().numpy()
-    # exp(log(s)) with the PLY's clamp, so .splat and PLY agree on degenerate scales
-    scales = np.exp(attributes.log_scales(gaussians.scales.detach().cpu()).numpy())
+    # exp(log(s)) with the PLY's clamp, so .splat and PLY agree on degenerate scales; in float64,
+    # rounded once to float32: numpy's float32 exp is a SIMD approximation that changes with the
+    # CPU's instruction set (AVX-512 vs AVX2 vs libm), so its last bit was machine-dependent and no
+    # GPU could reproduce it. The float64 route agrees on every device (only a value within a
+    # float64 ulp of a float32 rounding boundary could differ).
+    scales = _exp_f32(attributes.log_scales(gaussians.scales.detach().cpu())).numpy()
     alphas = gaussians.opacities.detach().cpu().float().numpy().clip(0.0, 1.0)
     srgb = linear_to_srgb(gaussians.colors_linear.detach().cpu().float()).numpy()
     quats = gaussians.quaternions.detach().cpu().float().numpy()
@@ -55,6 +66,43 @@ def splat_rows(gaussians: Gaussians3D) -> np.ndarray:
         np.uint8
     )
     return rows
+
+
+def _unit_rows(q: torch.Tensor) -> torch.Tensor:
+    """(N, 4) rows / their norm, summing the squares left to right in float32 as numpy's
+    ``np.linalg.norm(q, axis=1)`` does for four columns (torch's sum may pair them differently)."""
+    sq = q * q
+    return q / (((sq[:, 0] + sq[:, 1]) + sq[:, 2]) + sq[:, 3]).sqrt()[:, None]
+
+
+def _to_u8(values: torch.Tensor) -> torch.Tensor:
+    """Round half to even (numpy's rint), clamp to [0, 255], uint8."""
+    return values.round().clamp_(0, 255).to(torch.uint8)
+
+
+def splat_row_bytes(gaussians: Gaussians3D) -> torch.Tensor:
+    """(N, 32) uint8 file rows built on the gaussians' own device (a GPU: one copy back).
+
+    The math of :func:`splat_rows` op for op: float32 columns viewed as little-endian bytes beside
+    the uint8 columns, rows ordered by the same float64 keys with a stable sort.
+    """
+    means = gaussians.means.detach().float()  # (N, 3)
+    scales = _exp_f32(attributes.log_scales(gaussians.scales.detach()))  # (N, 3)
+    alphas = gaussians.opacities.detach().float().clamp(0.0, 1.0)  # (N,)
+    srgb = linear_to_srgb(gaussians.colors_linear.detach().float())  # (N, 3)
+    quats = _unit_rows(gaussians.quaternions.detach().float())  # (N, 4)
+    s64 = scales.double()
+    weight = ((s64[:, 0] * s64[:, 1]) * s64[:, 2]) * alphas.double()  # (N,) float64, numpy's order
+    # ascending on the negated keys, stable: numpy's argsort(-(...), kind="stable") exactly
+    order = torch.sort(-weight, stable=True).indices
+    rgba = _to_u8(torch.cat([srgb, alphas[:, None]], dim=1) * float(np.float32(255)))  # (N, 4)
+    rotation = _to_u8(quats * float(np.float32(128)) + float(np.float32(128)))  # (N, 4)
+    if sys.byteorder != "little":
+        raise RuntimeError(".splat rows are little-endian; this host is not")
+    rows = torch.cat(
+        [means.contiguous().view(torch.uint8), scales.contiguous().view(torch.uint8), rgba, rotation], dim=1
+    )  # (N, 32) uint8
+    return rows[order]
 
 
 def encode_splat(gaussians: Gaussians3D) -> bytes:

@@ -15,11 +15,14 @@ import json
 import logging
 import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mlsharp.errors import MLSharpError
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +127,78 @@ def each_request(
     for request in requests:
         try:
             responses.append(make_response(pb_utils, handler(read_inputs(pb_utils, request, input_names))))
+        except Exception as exc:
+            responses.append(error_response(pb_utils, exc, model))
+    return responses
+
+
+# --- DLPack I/O for the GPU target's python models (KIND_GPU, FORCE_CPU_ONLY_INPUT_TENSORS off) ---
+#: a request's or response's named tensors: torch tensors (any device) and numpy arrays mixed
+Tensors = dict[str, Any]
+
+
+def as_torch(pb_tensor: Any) -> torch.Tensor:
+    """One input as a torch tensor where Triton put it: a GPU tensor by DLPack (no copy), a CPU
+    tensor through numpy (no copy either; the stub's CPU DLPack path is no faster)."""
+    import torch
+
+    if pb_tensor.is_cpu():
+        return torch.from_numpy(pb_tensor.as_numpy())
+    return torch.utils.dlpack.from_dlpack(pb_tensor.to_dlpack())
+
+
+def as_host_numpy(pb_tensor: Any) -> np.ndarray:
+    """One input as numpy (BYTES, cameras, formats): GPU-resident ones are copied to the host."""
+    if pb_tensor.is_cpu():
+        array: np.ndarray = pb_tensor.as_numpy()
+        return array
+    return as_torch(pb_tensor).cpu().numpy()
+
+
+def read_tensors(
+    pb_utils: Any, request: Any, torch_names: Iterable[str], numpy_names: Iterable[str]
+) -> Tensors:
+    """Inputs of one request: ``torch_names`` as torch tensors, ``numpy_names`` as numpy arrays
+    (missing ones raise ``KeyError``)."""
+    tensors: Tensors = {}
+    for names, convert in ((torch_names, as_torch), (numpy_names, as_host_numpy)):
+        for name in names:
+            pb_tensor = pb_utils.get_input_tensor_by_name(request, name)
+            if pb_tensor is None:
+                raise KeyError(f"request has no input {name!r}")
+            tensors[name] = convert(pb_tensor)
+    return tensors
+
+
+def output_tensor(pb_utils: Any, name: str, value: Any) -> Any:
+    """A response tensor: a torch tensor goes out by DLPack (stays on its device), numpy as is."""
+    import torch
+    from torch.utils.dlpack import to_dlpack  # type: ignore[attr-defined]  # re-exported from torch._C
+
+    if isinstance(value, torch.Tensor):
+        capsule = to_dlpack(value.detach().contiguous())  # a DLPack capsule, as the stub's API takes
+        return pb_utils.Tensor.from_dlpack(name, capsule)
+    return pb_utils.Tensor(name, np.asarray(value))
+
+
+def each_request_tensors(
+    pb_utils: Any,
+    requests: Sequence[Any],
+    torch_names: Sequence[str],
+    numpy_names: Sequence[str],
+    handler: Callable[[Tensors], Mapping[str, Any]],
+    model: str,
+) -> list[Any]:
+    """:func:`each_request` with mixed torch/numpy inputs and outputs (the device stages).
+
+    Same isolation: an exception (a bad image, a bad format name) fails only its own request.
+    """
+    responses = []
+    for request in requests:
+        try:
+            outputs = handler(read_tensors(pb_utils, request, torch_names, numpy_names))
+            tensors = [output_tensor(pb_utils, name, value) for name, value in outputs.items()]
+            responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
         except Exception as exc:
             responses.append(error_response(pb_utils, exc, model))
     return responses

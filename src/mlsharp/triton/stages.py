@@ -23,6 +23,8 @@ from mlsharp.triton.models import NETWORK_INPUTS, RAW_OUTPUT_NAMES, REQUEST_INPU
 PREPROCESS_INPUTS = tuple(tensor.name for tensor in REQUEST_INPUTS)
 if TYPE_CHECKING:
     from mlsharp.formats.metadata import ImageInfo
+    from mlsharp.gaussians import CameraInfo
+    from mlsharp.imaging import DecodedImage
 
 POSTPROCESS_INPUTS = (*RAW_OUTPUT_NAMES, "camera", "image_info", "formats")
 
@@ -49,6 +51,30 @@ def _override(value: float) -> float | None:
     return None if math.isfinite(value) and value <= 0 else value
 
 
+def decode_item(inputs: Arrays, index: int, max_pixels: int | None) -> DecodedImage:
+    """Item ``index`` of one preprocess request, formats checked and image decoded (typed errors)."""
+    from mlsharp.imaging import DEFAULT_MAX_PIXELS, decode_image
+
+    batch = inputs["image_bytes"].shape[0]
+    check_formats(inputs["formats"].reshape(batch, -1)[index])
+    return decode_image(
+        as_bytes(inputs["image_bytes"].reshape(batch, -1)[index, 0]),
+        focal_px=_override(inputs["focal_px"].reshape(batch, -1)[index, 0]),
+        focal_mm=_override(inputs["focal_mm"].reshape(batch, -1)[index, 0]),
+        max_pixels=max_pixels or DEFAULT_MAX_PIXELS,
+    )
+
+
+def camera_and_info(decoded: Sequence[DecodedImage]) -> tuple[np.ndarray, np.ndarray]:
+    """``camera`` [B, 3] float64 (focal, width, height in px) and ``image_info`` [B, 1] JSON bytes."""
+    cameras = [[float(d.focal_px), float(d.width_px), float(d.height_px)] for d in decoded]
+    infos = []
+    for d in decoded:
+        info: ImageInfo = {"focal_source": d.focal_source, "source_format": d.source_format}
+        infos.append(json.dumps(info).encode())
+    return np.asarray(cameras, dtype=np.float64), bytes_column(infos)
+
+
 class PreprocessStage:
     """Bytes + focal overrides -> ``image``, ``disparity_factor``, ``camera``, ``image_info``."""
 
@@ -57,30 +83,21 @@ class PreprocessStage:
         self.max_pixels = int(parameters["max_pixels"]) if parameters.get("max_pixels") else None
 
     def run(self, inputs: Arrays) -> Arrays:
-        from mlsharp.imaging import DEFAULT_MAX_PIXELS, decode_image
         from mlsharp.preprocess import to_network_input
 
-        batch = inputs["image_bytes"].shape[0]
-        images, factors, cameras, infos = [], [], [], []
-        for i in range(batch):
-            check_formats(inputs["formats"].reshape(batch, -1)[i])
-            decoded = decode_image(
-                as_bytes(inputs["image_bytes"].reshape(batch, -1)[i, 0]),
-                focal_px=_override(inputs["focal_px"].reshape(batch, -1)[i, 0]),
-                focal_mm=_override(inputs["focal_mm"].reshape(batch, -1)[i, 0]),
-                max_pixels=self.max_pixels or DEFAULT_MAX_PIXELS,
-            )
-            image, factor = to_network_input(decoded.rgb, decoded.focal_px, self.working_size_px)
+        images, factors, decoded = [], [], []
+        for i in range(inputs["image_bytes"].shape[0]):
+            item = decode_item(inputs, i, self.max_pixels)
+            image, factor = to_network_input(item.rgb, item.focal_px, self.working_size_px)
             images.append(image.numpy())
             factors.append(factor.numpy().reshape(1, 1))
-            cameras.append([float(decoded.focal_px), float(decoded.width_px), float(decoded.height_px)])
-            info: ImageInfo = {"focal_source": decoded.focal_source, "source_format": decoded.source_format}
-            infos.append(json.dumps(info).encode())
+            decoded.append(item)
+        camera, image_info = camera_and_info(decoded)
         return {
             "image": np.concatenate(images).astype(np.float32, copy=False),
             "disparity_factor": np.concatenate(factors).astype(np.float32, copy=False),
-            "camera": np.asarray(cameras, dtype=np.float64),
-            "image_info": bytes_column(infos),
+            "camera": camera,
+            "image_info": image_info,
         }
 
 
@@ -155,6 +172,28 @@ class OnnxRunner:
         return list(self.session.run(list(RAW_OUTPUT_NAMES), feed))
 
 
+def postprocess_item(inputs: Mapping[str, object], index: int) -> tuple[list[str], CameraInfo, ImageInfo]:
+    """Item ``index`` of one postprocess request: its checked formats, camera and image info
+    (``camera``, ``image_info`` and ``formats`` numpy; the raw outputs are not read here)."""
+    from mlsharp.gaussians import CameraInfo
+
+    camera_rows = np.asarray(inputs["camera"])
+    batch = camera_rows.shape[0]
+    formats = check_formats(np.asarray(inputs["formats"]).reshape(batch, -1)[index])
+    focal, width, height = (float(v) for v in camera_rows[index])
+    camera = CameraInfo(focal_px=focal, width_px=int(width), height_px=int(height))
+    info: ImageInfo = json.loads(as_text(np.asarray(inputs["image_info"]).reshape(batch, -1)[index, 0]))
+    return formats, camera, info
+
+
+def scenes_array(scenes: Sequence[Sequence[bytes]]) -> np.ndarray:
+    """``scenes`` [B, F] BYTES: row i holds item i's files in its requested format order."""
+    out = np.empty((len(scenes), len(scenes[0])), dtype=np.object_)
+    for i, row in enumerate(scenes):  # one request's items share the formats tensor's width
+        out[i, :] = row
+    return out
+
+
 class PostprocessStage:
     """Raw outputs + camera -> ``scenes`` (one per requested format) and ``metadata`` JSON.
 
@@ -169,14 +208,11 @@ class PostprocessStage:
     def run(self, inputs: Arrays) -> Arrays:
         from mlsharp.formats import build_metadata, encode_scene
         from mlsharp.formats.metadata import metadata_json_bytes
-        from mlsharp.gaussians import CameraInfo, unproject
+        from mlsharp.gaussians import unproject
 
-        batch = inputs["camera"].shape[0]
         scenes, metadata = [], []
-        for i in range(batch):
-            formats = check_formats(inputs["formats"].reshape(batch, -1)[i])
-            focal, width, height = (float(v) for v in inputs["camera"][i])
-            camera = CameraInfo(focal_px=focal, width_px=int(width), height_px=int(height))
+        for i in range(inputs["camera"].shape[0]):
+            formats, camera, info = postprocess_item(inputs, i)
             raw = [torch.from_numpy(np.ascontiguousarray(inputs[name][i])) for name in RAW_OUTPUT_NAMES]
             means, singular_values, quaternions, colors, opacities = raw
             gaussians = unproject(
@@ -185,7 +221,6 @@ class PostprocessStage:
             scenes.append(
                 [encode_scene(f, gaussians, camera, random_weights=self.random_weights) for f in formats]
             )
-            info: ImageInfo = json.loads(as_text(inputs["image_info"].reshape(batch, -1)[i, 0]))
             meta = build_metadata(
                 gaussians,
                 camera,
@@ -195,7 +230,4 @@ class PostprocessStage:
                 image_info=info,
             )
             metadata.append(metadata_json_bytes(meta))
-        out = np.empty((batch, len(scenes[0])), dtype=np.object_)
-        for i, row in enumerate(scenes):  # one request's items share the formats tensor's width
-            out[i, :] = row
-        return {"scenes": out, "metadata": bytes_column(metadata)}
+        return {"scenes": scenes_array(scenes), "metadata": bytes_column(metadata)}
