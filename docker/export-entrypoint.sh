@@ -18,7 +18,8 @@ MARKER="${MLSHARP_EXPORT_MARKER:-$ROOT/export-complete.json}"
 PRESET="${MLSHARP_EXPORT_PRESET:-full}"
 TARGET="${MLSHARP_EXPORT_TARGET:-gpu}"
 PRECISION="${MLSHARP_EXPORT_PRECISION:-fp16}"
-ACCELERATOR="${MLSHARP_EXPORT_GPU_ACCELERATOR:-tensorrt}"
+# torch (PyTorch on CUDA, the default), tensorrt or cuda; the old variable name still works
+RUNTIME="${MLSHARP_EXPORT_GPU_RUNTIME:-${MLSHARP_EXPORT_GPU_ACCELERATOR:-torch}}"
 CHECKPOINT="${MLSHARP_CHECKPOINT:-/checkpoints/sharp_2572gikvuh.pt}"
 RANDOM_WEIGHTS="${MLSHARP_EXPORT_RANDOM_WEIGHTS:-0}"
 SEED="${MLSHARP_EXPORT_SEED:-0}"
@@ -39,7 +40,7 @@ esac
 
 args=(--preset "$PRESET" --target "$TARGET" --precision "$PRECISION" --formats onnx)
 if [ "$TARGET" = "gpu" ]; then
-  args+=(--gpu-accelerator "$ACCELERATOR")
+  args+=(--gpu-runtime "$RUNTIME")
 fi
 
 if [ "$RANDOM_WEIGHTS" = "1" ]; then
@@ -67,7 +68,7 @@ version="$(python -c 'import importlib.metadata as m; print(m.version("mlsharp")
 # The repository's contract (python models, config generators): a change re-exports even when the
 # package version stayed the same.
 contract="$(python -c 'from export.repository import contract_digest; print(contract_digest())')"
-key="preset=$PRESET target=$TARGET precision=$PRECISION accelerator=$ACCELERATOR weights=$weights mlsharp=$version contract=$contract extra=${EXTRA[*]}"
+key="preset=$PRESET target=$TARGET precision=$PRECISION gpu_runtime=$RUNTIME weights=$weights mlsharp=$version contract=$contract extra=${EXTRA[*]}"
 
 if [ "$FORCE" != "1" ] && [ -f "$MARKER" ] && [ -d "$REPO" ] && grep -qF "\"key\": \"$key\"" "$MARKER"; then
   echo "export: $REPO already holds this export ($key); nothing to do (MLSHARP_EXPORT_FORCE=1 redoes it)"

@@ -13,6 +13,16 @@ if [ ! -f "$MARKER" ] || [ ! -d "$REPO" ]; then
 fi
 echo "triton-start: serving $REPO, exported as: $(tr -d '\n' < "$MARKER")"
 
+# A GPU repository carries server.env: Triton's memory pools sized from its tensors by the export
+# (mlsharp.triton.gpu_target.ServerMemory). Each KEY=VALUE there is a default; the environment wins.
+if [ -f "$REPO/server.env" ]; then
+  while IFS='=' read -r key value; do
+    case "$key" in
+      TRITON_[A-Z_]*) if [ -z "${!key:-}" ]; then export "$key=$value"; fi ;;
+    esac
+  done < "$REPO/server.env"
+fi
+
 # SC2054: the commas below belong to --backend-config values, they do not separate elements.
 # shellcheck disable=SC2054
 args=(
@@ -30,6 +40,10 @@ args=(
   --backend-config=python,shm-default-byte-size="${TRITON_PYTHON_SHM_DEFAULT_BYTES:-16777216}"
   --backend-config=python,shm-growth-byte-size="${TRITON_PYTHON_SHM_GROWTH_BYTES:-16777216}"
 )
+# Triton's CUDA memory pool on GPU 0 (GPU tensors handed between models); unset on CPU machines.
+if [ -n "${TRITON_CUDA_MEMORY_POOL_BYTES:-}" ]; then
+  args+=(--cuda-memory-pool-byte-size="0:${TRITON_CUDA_MEMORY_POOL_BYTES}")
+fi
 # Extra flags, split on spaces on purpose (e.g. "--log-info=true --model-control-mode=none").
 # shellcheck disable=SC2206
 extra=(${TRITON_EXTRA_ARGS:-})

@@ -104,7 +104,7 @@ def test_export_writes_repository_then_marker_and_skips_a_repeat(env: dict[str, 
     assert downloaded.read_text() == "weights"
     calls = [c for c in Path(env["FAKE_LOG"]).read_text().splitlines() if c.startswith("-m export")]
     assert calls[0].startswith(
-        "-m export --preset full --target gpu --precision fp16 --formats onnx --gpu-accelerator tensorrt "
+        "-m export --preset full --target gpu --precision fp16 --formats onnx --gpu-runtime torch "
         f"--checkpoint {downloaded} --out "
     )
 
@@ -231,6 +231,32 @@ def test_triton_start_flags(env: dict[str, str]) -> None:
     assert "--backend-config=python,shm-default-byte-size=33554432" in args
     assert "--backend-config=python,shm-growth-byte-size=16777216" in args
     assert args[-2:] == ["--log-info=false", "--model-control-mode=none"]
+    assert not any(arg.startswith("--cuda-memory-pool") for arg in args)  # a CPU repository: no server.env
+
+
+def test_triton_start_takes_the_pools_of_a_gpu_repository_unless_the_environment_sets_them(
+    env: dict[str, str],
+) -> None:
+    models = Path(env["MLSHARP_MODELS_ROOT"])
+    assert run(EXPORT, env).returncode == 0
+    from mlsharp.triton.gpu_target import server_memory
+    from tests.conftest import repository_options
+
+    memory = server_memory(repository_options("gpu"))
+    (models / "repository" / "server.env").write_bytes(memory.env_file())
+    common = {
+        "MLSHARP_MODEL_REPOSITORY": str(models / "repository"),
+        "MLSHARP_EXPORT_MARKER": str(models / "export-complete.json"),
+    }
+    assert run(START, env, **common).returncode == 0
+    args = Path(env["FAKE_LOG"]).read_text().splitlines()
+    assert f"--pinned-memory-pool-byte-size={memory.pinned_bytes}" in args
+    assert f"--cuda-memory-pool-byte-size=0:{memory.cuda_pool_bytes}" in args
+    assert f"--backend-config=python,shm-default-byte-size={memory.python_shm_default_bytes}" in args
+    assert f"--backend-config=python,shm-growth-byte-size={memory.python_shm_growth_bytes}" in args
+    assert run(START, env, **common, TRITON_PINNED_MEMORY_BYTES="0").returncode == 0  # CPU override
+    args = Path(env["FAKE_LOG"]).read_text().splitlines()
+    assert "--pinned-memory-pool-byte-size=0" in args
 
 
 def test_triton_start_ports_and_address_for_host_networking(env: dict[str, str]) -> None:

@@ -139,3 +139,12 @@ def test_pool_sizes_follow_the_tensor_sizes() -> None:
     )
     assert test_preset.pinned_bytes < memory.pinned_bytes  # sized per repository, not a constant
     assert "TRITON_CUDA_MEMORY_POOL_BYTES=956301312" in memory.env_file().decode()
+
+
+def test_ci_can_put_the_gpu_targets_code_on_cpu_instances() -> None:
+    configs = _parsed(_options(gpu_runtime="torch", precision="fp32", gpu_code_on_cpu=True))
+    for name in ("preprocess", "sharp", "postprocess"):
+        assert [g.kind for g in configs[name].instance_group] == [pb.ModelInstanceGroup.KIND_CPU], name
+    for name in ("preprocess", "postprocess"):
+        assert configs[name].parameters["stage_device"].string_value == "cpu-torch"
+    assert configs["sharp"].parameters["runtime"].string_value == "torch"

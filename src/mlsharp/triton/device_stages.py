@@ -21,7 +21,7 @@ Which form a model instance runs (:func:`instance_device`), from the config para
 :data:`mlsharp.formats.spz.DEFAULT_COMPRESSLEVEL` (6, the reference library's), whose bytes equal
 the CPU encoder's. Measured (benchmarks/README.md, "SPZ gzip levels", 1,179,648 gaussians on the
 2-core Xeon): level 1 takes 0.40-0.46x the time of level 6 (about 0.5 s saved) for 1.4 % more
-bytes, so the GPU target's config should set 1; the code default stays 6 until the wiring does.
+bytes, so the GPU target's config sets 1 (:data:`mlsharp.triton.gpu_target.GPU_SPZ_COMPRESSLEVEL`).
 """
 
 from __future__ import annotations

@@ -172,10 +172,6 @@ def warmups(opts: RepositoryOptions) -> tuple[ModelWarmup, ...]:
     return tuple(ModelWarmup(f"batch-{batch}", batch, inputs) for batch in range(1, opts.max_batch_size + 1))
 
 
-def gpu_instances(count: int) -> tuple[InstanceGroup, ...]:
-    return (InstanceGroup(InstanceKind.GPU, count),)
-
-
 def torch_parameters(opts: RepositoryOptions) -> dict[str, str]:
     """What the Python-backend ``sharp`` reads to build the PyTorch runner (see torch_runner)."""
     return {
@@ -192,6 +188,26 @@ def torch_parameters(opts: RepositoryOptions) -> dict[str, str]:
 
 #: Python-model parameters on the GPU target: take input tensors where they are (GPU), via DLPack
 DEVICE_STAGE_PARAMETERS = {"FORCE_CPU_ONLY_INPUT_TENSORS": "no", "stage_device": "auto"}
+#: SPZ's gzip level on the GPU target: packing runs on the GPU, gzip on the CPU, and level 1 took
+#: 0.40-0.46x the time of the default 6 for 1.4 % more bytes (1,179,648 gaussians, 2-core Xeon;
+#: benchmarks/README.md "SPZ gzip levels"): about 0.5 s off every SPZ response.
+GPU_SPZ_COMPRESSLEVEL = 1
+
+
+def stage_parameters(opts: RepositoryOptions, model: str) -> dict[str, str]:
+    """A GPU-target python stage's extra parameters. ``gpu_code_on_cpu`` (CI only) runs the very same
+    device code on CPU instances with CPU torch tensors (``stage_device: cpu-torch``)."""
+    params = dict(DEVICE_STAGE_PARAMETERS)
+    if opts.gpu_code_on_cpu:
+        params["stage_device"] = "cpu-torch"
+    if model == "postprocess":
+        params["spz_compresslevel"] = str(GPU_SPZ_COMPRESSLEVEL)
+    return params
+
+
+def gpu_instances(opts: RepositoryOptions, count: int) -> tuple[InstanceGroup, ...]:
+    """``KIND_GPU`` instances (``KIND_CPU`` when ``gpu_code_on_cpu``: CI has no GPU)."""
+    return (InstanceGroup(InstanceKind.CPU if opts.gpu_code_on_cpu else InstanceKind.GPU, count),)
 
 
 @dataclass(frozen=True)

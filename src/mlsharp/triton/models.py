@@ -90,6 +90,9 @@ class RepositoryOptions:
     trt_cache_dir: str = "/tmp/mlsharp-trt-cache"
     #: sha256 of the file ``sharp`` serves (TensorRT's cache folder is named after it)
     served_sha256: str = ""
+    #: CI only: the GPU target's python models (PyTorch ``sharp``, device stages) on CPU instances
+    #: with CPU torch, so that a CPU-only tritonserver runs the GPU target's code
+    gpu_code_on_cpu: bool = False
     #: the ``sharp`` batcher's preferred batch sizes; None derives them (2, 4, 8, 16 up to the max)
     preferred_batch_sizes: tuple[int, ...] | None = None
 
@@ -135,11 +138,13 @@ def _cpu(count: int) -> tuple[InstanceGroup, ...]:
     return (InstanceGroup(InstanceKind.CPU, count),)
 
 
-def _stage_placement(opts: RepositoryOptions, count: int) -> tuple[tuple[InstanceGroup, ...], dict[str, str]]:
+def _stage_placement(
+    opts: RepositoryOptions, model: str, count: int
+) -> tuple[tuple[InstanceGroup, ...], dict[str, str]]:
     """Instances and extra parameters of a python stage: on the GPU target ``KIND_GPU`` with CUDA
     torch and inputs left where they are (DLPack), on the CPU target CPU instances on numpy."""
     if opts.target == "gpu":
-        return gpu_target.gpu_instances(count), dict(gpu_target.DEVICE_STAGE_PARAMETERS)
+        return gpu_target.gpu_instances(opts, count), gpu_target.stage_parameters(opts, model)
     return _cpu(count), {}
 
 
@@ -153,7 +158,7 @@ IMAGE_INFO = Tensor("image_info", DataType.STRING, (1,))
 def preprocess_config(opts: RepositoryOptions) -> ModelConfig:
     """Bytes + focal overrides -> network input; per-request errors; several instances."""
     size = opts.working_size_px
-    instances, placement = _stage_placement(opts, opts.preprocess_instances)
+    instances, placement = _stage_placement(opts, PREPROCESS, opts.preprocess_instances)
     return ModelConfig(
         name=PREPROCESS,
         backend="python",
@@ -269,7 +274,7 @@ def _gpu_sharp_config(
             "fp16/bf16/fp32 through --gpu-runtime torch, tensorrt or cuda"
         )
     gpu_target.check_gpu_serving(opts.gpu_runtime, opts.precision, opts.max_batch_size)
-    instances = gpu_target.gpu_instances(opts.sharp_instances)
+    instances = gpu_target.gpu_instances(opts, opts.sharp_instances)
     if opts.gpu_runtime == "torch":
         return ModelConfig(
             name=SHARP,
@@ -300,7 +305,7 @@ def _gpu_sharp_config(
 def postprocess_config(opts: RepositoryOptions) -> ModelConfig:
     """Raw outputs + camera -> one encoded scene per requested format + metadata JSON, from one
     unprojection."""
-    instances, placement = _stage_placement(opts, opts.postprocess_instances)
+    instances, placement = _stage_placement(opts, POSTPROCESS, opts.postprocess_instances)
     return ModelConfig(
         name=POSTPROCESS,
         backend="python",
