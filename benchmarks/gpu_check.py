@@ -1,35 +1,53 @@
-"""One prepared GPU check: the whole eager request on a CUDA device, stage by stage.
+"""The prepared GPU check (issue 15): the GPU target's own code, measured on one CUDA device.
 
-What it measures (random weights, `full` preset unless told otherwise): decode (CPU), network
-input on the GPU, the network forward in fp32 and fp16 at batch 1 and 2, unprojection on the GPU,
-and encoding (CPU), so the share of non-network stages in a GPU request is known. It also records
-which ONNX Runtime execution providers the machine offers: Triton's ONNX/TensorRT path needs
-`tritonserver` and `onnxruntime-gpu`, which the lent GPU machine cannot install (no registry access,
-and the wheels exceed what can be carried to it), so that path is reported as not run.
+What it measures, in this order, stopping cleanly at ``--budget-s`` (the lent machine gives 9
+minutes; the shell wrapper adds nvidia-smi and a hard timeout):
 
-    python benchmarks/gpu_check.py --out "$OUT"            # on the GPU machine (see gpu_check.sh)
-    python benchmarks/gpu_check.py --preset test --device cpu --repeats 1   # local dry run
+1. ``forward``: the PyTorch ``sharp`` runner (:class:`mlsharp.triton.torch_runner.TorchRunner`, the
+   code Triton's python backend runs) in fp16 and bf16 at batch 1, 2 and 4, eager, with p50 seconds,
+   images/s and peak GPU memory; then fp16 compiled (``--compile-mode``), with each batch size's
+   compile + first-run seconds.
+2. ``stages``: the GPU pre-processing (decode on the CPU, resize on the GPU) and post-processing per
+   format (:mod:`mlsharp.triton.device_stages`: unprojection and rows on the GPU, one copy back).
+3. ``targets``: network + GPU post-processing p50 at batch 1 (goal <= 0.25 s) and batch-4
+   throughput (goal >= 10 images/s), fp16, best of eager and compiled.
+4. ``transfers``: pinned vs pageable host<->device copies of the real tensor sizes.
+5. ``precision``: fp32 activation maxima and fp16 / bf16 local error per layer type, and per output.
+
+RANDOM WEIGHTS (timing and numerics of the code path, never a result). Everything lands in one
+JSON (``--out``/gpu_check.json). The CPU dry run (``--device cpu --preset test``) exercises every
+section in CI at small sizes (no pinned memory there, and compiled runs only if asked).
+
+    python benchmarks/gpu_check.py --out "$OUT"                                 # see gpu_check.sh
+    python benchmarks/gpu_check.py --preset test --device cpu --repeats 1 --out /tmp/gpu-check
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import io
 import json
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 
 from mlsharp.checkpoint import load_predictor
-from mlsharp.formats import encode_scene
-from mlsharp.gaussians import CameraInfo, unproject
-from mlsharp.imaging import decode_image
-from mlsharp.preprocess import to_network_input
+from mlsharp.triton.backend import bytes_column
+from mlsharp.triton.device_stages import DevicePostprocessStage, DevicePreprocessStage
+from mlsharp.triton.gpu_target import GPU_SPZ_COMPRESSLEVEL
+from mlsharp.triton.torch_runner import TorchRunner
+
+FORMATS = ("ply", "ply-clean", "splat", "spz")
+GOAL_B1_S = 0.25
+GOAL_B4_IMAGES_PER_S = 10.0
 
 
 def photo_jpeg(width_px: int = 1600, height_px: int = 1200) -> bytes:
@@ -41,12 +59,12 @@ def photo_jpeg(width_px: int = 1600, height_px: int = 1200) -> bytes:
     return buffer.getvalue()
 
 
-def timed(fn: Callable[[], object], sync: Callable[[], None], repeats: int) -> tuple[float, object]:
-    """Median seconds of `repeats` runs after one warm-up, and the last result."""
+def p50(fn: Callable[[], object], sync: Callable[[], None], repeats: int) -> tuple[float, Any]:
+    """Median seconds of ``repeats`` runs after one warm-up run, and the last result."""
     result = fn()
     sync()
     seconds = []
-    for _ in range(repeats):
+    for _ in range(max(repeats, 1)):
         start = time.perf_counter()
         result = fn()
         sync()
@@ -54,88 +72,221 @@ def timed(fn: Callable[[], object], sync: Callable[[], None], repeats: int) -> t
     return float(np.median(seconds)), result
 
 
-def main() -> int:
+class Budget:
+    """Sections run while time is left; the skipped ones are named in the report."""
+
+    def __init__(self, seconds: float) -> None:
+        self.deadline = time.perf_counter() + seconds
+        self.skipped: list[str] = []
+
+    def allows(self, section: str, needs_s: float = 0.0) -> bool:
+        if time.perf_counter() + needs_s < self.deadline:
+            return True
+        self.skipped.append(section)
+        print(f"skipped (time budget): {section}", flush=True)
+        return False
+
+
+class Device:
+    """The device, its sync and its peak-memory counter (None on CPU)."""
+
+    def __init__(self, name: str) -> None:
+        self.device = torch.device(name)
+        self.cuda = self.device.type == "cuda"
+
+    def sync(self) -> None:
+        if self.cuda:
+            torch.cuda.synchronize(self.device)
+
+    @contextmanager
+    def peak(self, into: dict[str, Any]) -> Iterator[None]:
+        if self.cuda:
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats(self.device)
+        yield
+        into["peak_gib"] = torch.cuda.max_memory_allocated(self.device) / 2**30 if self.cuda else None
+
+    def free(self) -> None:
+        if self.cuda:
+            torch.cuda.empty_cache()
+
+
+def measure_runner(
+    runner: TorchRunner,
+    image: torch.Tensor,
+    factor: torch.Tensor,
+    dev: Device,
+    batches: tuple[int, ...],
+    repeats: int,
+    budget: Budget,
+) -> list[dict[str, Any]]:
+    """p50, images/s and peak memory per batch size; warm-up (compile) seconds first."""
+    rows = []
+    for batch in batches:
+        if not budget.allows(f"forward {runner.precision} {runner.compile_mode} batch {batch}"):
+            break
+        images = image.expand(batch, -1, -1, -1).contiguous()  # (B, 3, S, S) fp32
+        factors = factor.expand(batch).contiguous()  # (B,)
+        row: dict[str, Any] = {
+            "precision": runner.precision,
+            "compile_mode": runner.compile_mode,
+            "batch": batch,
+        }
+        with dev.peak(row):
+            row["first_run_s"] = runner.warmup([batch])[batch]  # compile, cuDNN autotune, CUDA graph
+            seconds, outputs = p50(lambda i=images, f=factors: runner.forward(i, f), dev.sync, repeats)
+        row |= {
+            "p50_s": seconds,
+            "images_per_s": batch / seconds,
+            "finite": all(bool(torch.isfinite(t).all()) for t in outputs),
+        }
+        print(f"forward {row}", flush=True)
+        rows.append(row)
+    return rows
+
+
+def measure_stages(
+    raw: list[torch.Tensor], decoded_camera: np.ndarray, parameters: dict[str, str], dev: Device, repeats: int
+) -> dict[str, Any]:
+    """Pre-processing of one photo, and post-processing of batch-1 raw outputs per format."""
+    data = photo_jpeg()
+    pre = DevicePreprocessStage(parameters, dev.device)
+    pre_inputs = {
+        "image_bytes": bytes_column([data]),
+        "focal_px": np.zeros((1, 1), np.float32),
+        "focal_mm": np.zeros((1, 1), np.float32),
+        "formats": np.array([[b"ply"]], dtype=np.object_),
+    }
+    stages: dict[str, Any] = {}
+    stages["preprocess_s"], _ = p50(lambda: pre.run(pre_inputs), dev.sync, repeats)
+    post = DevicePostprocessStage(parameters, dev.device, spz_compresslevel=GPU_SPZ_COMPRESSLEVEL)
+    names = ("mean_vectors", "singular_values", "quaternions", "colors", "opacities")
+    base = {name: tensor[:1] for name, tensor in zip(names, raw, strict=True)}
+    base |= {"camera": decoded_camera, "image_info": bytes_column([b'{"focal_source": "default"}'])}
+    for fmt in (*FORMATS, "all"):
+        wanted = list(FORMATS) if fmt == "all" else [fmt]
+        inputs = base | {"formats": np.array([[f.encode() for f in wanted]], dtype=np.object_)}
+        seconds, out = p50(lambda i=inputs: post.run(i), dev.sync, repeats)
+        stages[f"postprocess_{fmt}_s"] = seconds
+        stages[f"postprocess_{fmt}_bytes"] = int(sum(len(s) for s in out["scenes"][0]))
+    stages["spz_compresslevel"] = GPU_SPZ_COMPRESSLEVEL
+    return stages
+
+
+def measure_precision(model: torch.nn.Module, image: torch.Tensor, factor: torch.Tensor) -> dict[str, Any]:
+    """fp16 and bf16 against fp32 on the check input (the probe keeps its own copies)."""
+    from mlsharp.network.precision_probe import precision_deviation
+
+    reports = {}
+    for dtype in (torch.float16, torch.bfloat16):
+        start = time.perf_counter()
+        report = precision_deviation(model, image, factor, dtype).to_json()
+        report["seconds"] = time.perf_counter() - start
+        reports[str(dtype).removeprefix("torch.")] = report
+    return reports
+
+
+def targets(forward: list[dict[str, Any]], stages: dict[str, Any]) -> dict[str, Any]:
+    """The issue's goals, from the best fp16 rows (eager or compiled)."""
+
+    def best(batch: int) -> dict[str, Any] | None:
+        rows = [r for r in forward if r["precision"] == "fp16" and r["batch"] == batch]
+        return min(rows, key=lambda r: r["p50_s"]) if rows else None
+
+    b1, b4 = best(1), best(4)
+    post_s = stages.get("postprocess_ply_s")
+    result: dict[str, Any] = {"goal_b1_s": GOAL_B1_S, "goal_b4_images_per_s": GOAL_B4_IMAGES_PER_S}
+    if b1 is not None and post_s is not None:
+        total = b1["p50_s"] + post_s
+        result |= {"b1_network_plus_post_ply_s": total, "b1_met": total <= GOAL_B1_S, "b1_row": b1}
+    if b4 is not None:
+        result |= {
+            "b4_images_per_s": b4["images_per_s"],
+            "b4_met": b4["images_per_s"] >= GOAL_B4_IMAGES_PER_S,
+        }
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", default="full")
     parser.add_argument("--device", default="cuda")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--budget-s", type=float, default=480.0, help="stop starting sections after this")
+    parser.add_argument(
+        "--compile-mode",
+        default=None,
+        help="torch.compile mode of the compiled run (default: reduce-overhead on CUDA, none on CPU)",
+    )
+    parser.add_argument("--batches", default="1,2,4", help="batch sizes of the forward runs")
     parser.add_argument("--out", type=Path)
-    args = parser.parse_args()
-    device = torch.device(args.device)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    report: dict = {
-        "what": "eager SHARP request stages on one device; RANDOM WEIGHTS (timing only, not a result)",
+    args = parser.parse_args(argv)
+    batches = tuple(int(b) for b in args.batches.split(",") if b.strip())
+    dev = Device(args.device)
+    compile_mode = args.compile_mode or ("reduce-overhead" if dev.cuda else "none")
+    budget = Budget(args.budget_s)
+    started = time.perf_counter()
+    report: dict[str, Any] = {
+        "what": "the GPU target's code on one device; RANDOM WEIGHTS (timing and numerics only, not a result)",
         "preset": args.preset,
         "torch": torch.__version__,
         "python": platform.python_version(),
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
+        "device": torch.cuda.get_device_name(dev.device) if dev.cuda else f"cpu: {platform.processor()}",
     }
+    torch.backends.cuda.matmul.allow_tf32 = False  # fp32 references stay fp32
+    loaded = load_predictor(args.preset, random_weights=True, device=dev.device)
+    report["build_s"] = time.perf_counter() - started
+    model, size = loaded.model.eval(), loaded.config.working_size_px
+    generator = torch.Generator().manual_seed(0)
+    image = torch.rand(1, 3, size, size, generator=generator).to(dev.device)  # (1, 3, S, S)
+    factor = torch.tensor([0.5], device=dev.device)  # (1,)
+
+    forward: list[dict[str, Any]] = []
+    raw_fp16: list[torch.Tensor] = []
+    for precision in ("fp16", "bf16"):
+        runner = TorchRunner(copy.deepcopy(model), dev.device, precision, "none", max(batches))  # type: ignore[arg-type]
+        forward += measure_runner(runner, image, factor, dev, batches, args.repeats, budget)
+        if precision == "fp16":
+            raw_fp16 = runner.forward(image, factor)
+        del runner
+        dev.free()
+    if compile_mode != "none" and budget.allows("forward fp16 compiled", needs_s=120):
+        runner = TorchRunner(copy.deepcopy(model), dev.device, "fp16", compile_mode, max(batches))  # type: ignore[arg-type]
+        forward += measure_runner(runner, image, factor, dev, batches, args.repeats, budget)
+        del runner
+        dev.free()
+    report["forward"] = forward
+
+    parameters = {
+        "working_size_px": str(size),
+        "model_id": loaded.model_id,
+        "random_weights": "true",
+    }
+    camera = np.array([[1.2 * size, 1600.0, 1200.0]], dtype=np.float64)  # focal_px, width_px, height_px
+    if raw_fp16 and budget.allows("stages"):
+        report["stages"] = measure_stages(raw_fp16, camera, parameters, dev, args.repeats)
+        print(f"stages {report['stages']}", flush=True)
+    report["targets"] = targets(forward, report.get("stages", {}))
+    if budget.allows("transfers"):
+        import benchmarks.transfer_probe as transfer_probe
+
+        report["transfers"] = transfer_probe.transfer_report(dev.device, args.repeats, args.preset, batches)
+    if budget.allows("precision", needs_s=30):
+        report["precision"] = measure_precision(model, image, factor)
+    report["skipped"] = budget.skipped
+    report["elapsed_s"] = time.perf_counter() - started
     try:
         import onnxruntime
 
-        report["onnxruntime"] = onnxruntime.__version__
         report["onnxruntime_providers"] = onnxruntime.get_available_providers()
     except ImportError:
-        report["onnxruntime"] = None
-
-    data = photo_jpeg()
-    stages: dict[str, float] = {}
-    stages["decode_s"], decoded = timed(lambda: decode_image(data), lambda: None, args.repeats)
-    start = time.perf_counter()
-    loaded = load_predictor(args.preset, random_weights=True, device=device)
-    report["build_s"] = time.perf_counter() - start
-    size = loaded.config.working_size_px
-    stages["network_input_s"], (image, disparity) = timed(
-        lambda: to_network_input(decoded.rgb, decoded.focal_px, size, device=device), sync, args.repeats
+        report["onnxruntime_providers"] = None
+    report["triton_tensorrt_path"] = (
+        "not run: the lent GPU machines have no tritonserver and cannot install onnxruntime-gpu or "
+        "TensorRT (no registry; the wheels are too large to carry)"
     )
-
-    forwards = []
-    model = loaded.model
-    for dtype_name, dtype in (("fp32", torch.float32), ("fp16", torch.float16)):
-        model = model.to(dtype)
-        for batch in (1, 2):
-            images = image.to(dtype).expand(batch, -1, -1, -1).contiguous()
-            factors = disparity.to(dtype).expand(batch).contiguous()
-            if device.type == "cuda":
-                torch.cuda.reset_peak_memory_stats(device)
-            with torch.inference_mode():
-                seconds, raw = timed(lambda m=model, i=images, f=factors: m(i, f), sync, args.repeats)
-            finite = all(bool(torch.isfinite(t).all()) for t in raw)
-            peak_gib = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
-            forwards.append(
-                {"precision": dtype_name, "batch": batch, "seconds": seconds, "finite": finite,
-                 "images_per_s": batch / seconds, "peak_gib": peak_gib}
-            )  # fmt: skip
-            print(f"forward {dtype_name} batch {batch}: {seconds:.3f} s, finite={finite}, peak={peak_gib}")
-            if dtype_name == "fp16" and batch == 1:
-                raw_fp16 = raw
-    report["forward"] = forwards
-
-    camera = CameraInfo(decoded.focal_px, decoded.width_px, decoded.height_px)
-    raw_one = [t[0].float() for t in raw_fp16]
-    with torch.inference_mode():
-        stages["unproject_s"], gaussians = timed(
-            lambda: unproject(*raw_one, camera, size), sync, args.repeats
-        )
-    cpu = type(gaussians)(*(t.cpu() for t in vars(gaussians).values()))
-    stages["encode_ply_s"], ply = timed(lambda: encode_scene("ply", cpu, camera), lambda: None, args.repeats)
-    stages["encode_spz_s"], _ = timed(lambda: encode_scene("spz", cpu, camera), lambda: None, 1)
-    stages["forward_fp16_b1_s"] = next(
-        f["seconds"] for f in forwards if f["precision"] == "fp16" and f["batch"] == 1
-    )
-    non_network = (
-        stages["decode_s"] + stages["network_input_s"] + stages["unproject_s"] + stages["encode_ply_s"]
-    )
-    stages["non_network_share_ply"] = non_network / (non_network + stages["forward_fp16_b1_s"])
-    report["stages"] = stages
-    report["gaussians"] = gaussians.num_gaussians
-    report["ply_bytes"] = len(ply)
-    report["triton_onnx_path"] = (
-        "not run: the GPU machine has no tritonserver and cannot install onnxruntime-gpu (no registry "
-        "access; wheels too large to carry)"
-    )
-    text = json.dumps(report, indent=1)
-    print(text)
+    text = json.dumps(report, indent=1, default=str)
+    print(json.dumps(report["targets"], indent=1, default=str))
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "gpu_check.json").write_text(text)

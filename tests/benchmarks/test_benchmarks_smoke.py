@@ -221,17 +221,32 @@ def test_triton_request_runs_tiny(triton_server: Any, tmp_path: Path) -> None:
 
 
 def test_gpu_check_dry_run_on_cpu(tmp_path: Path) -> None:
+    """The prepared GPU check runs every section on the CPU at the test preset's sizes."""
     cmd = [sys.executable, "benchmarks/gpu_check.py", "--preset", "test", "--device", "cpu",
-           "--repeats", "1", "--out", str(tmp_path)]  # fmt: skip
+           "--repeats", "1", "--batches", "1,2", "--out", str(tmp_path)]  # fmt: skip
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     report = json.loads((tmp_path / "gpu_check.json").read_text())
-    assert report["preset"] == "test" and report["gaussians"] == 131_072
-    measured = {(f["precision"], f["batch"]) for f in report["forward"]}
-    assert measured == {(precision, batch) for precision in ("fp32", "fp16") for batch in (1, 2)}
-    assert all(f["seconds"] > 0 for f in report["forward"])
-    assert report["ply_bytes"] > 1_000_000
-    assert 0 < report["stages"]["non_network_share_ply"] < 1
+    assert report["preset"] == "test" and report["skipped"] == []
+    measured = {(f["precision"], f["compile_mode"], f["batch"]) for f in report["forward"]}
+    assert measured == {(p, "none", b) for p in ("fp16", "bf16") for b in (1, 2)}
+    assert all(f["p50_s"] > 0 and f["finite"] and f["images_per_s"] > 0 for f in report["forward"])
+    stages = report["stages"]
+    assert stages["preprocess_s"] > 0 and stages["spz_compresslevel"] == 1
+    sizes = {fmt: stages[f"postprocess_{fmt}_bytes"] for fmt in ("ply", "ply-clean", "splat", "spz", "all")}
+    assert sizes["splat"] == 32 * 131_072 and sizes["ply-clean"] > 14 * 4 * 131_072
+    assert sizes["all"] == sizes["ply"] + sizes["ply-clean"] + sizes["splat"] + sizes["spz"]
+    targets = report["targets"]
+    assert targets["b1_network_plus_post_ply_s"] == pytest.approx(
+        targets["b1_row"]["p50_s"] + stages["postprocess_ply_s"]
+    )
+    assert "b4_met" not in targets  # batch 4 was not run
+    rows = report["transfers"]["rows"]
+    assert {r["memory"] for r in rows} == {"pageable", "pinned"}
+    assert all(r["skipped"].startswith("pinned") for r in rows if r["memory"] == "pinned")  # CPU
+    for dtype in ("float16", "bfloat16"):
+        precision = report["precision"][dtype]
+        assert {"Conv2d", "Linear"} <= set(precision["maxima"]) and precision["outputs"]
 
 
 def test_ort_int8_runs_tiny(triton_export_dir: Path, tmp_path: Path) -> None:
