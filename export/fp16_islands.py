@@ -25,6 +25,7 @@ node's ``namespace`` metadata (``...SharpPredictor/prediction_head: ...DirectPre
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 import warnings
 from collections.abc import Iterable
@@ -282,12 +283,25 @@ def convert_mixed_fp16(fp32_path: Path, fp16_path: Path) -> Fp16Conversion:
     beside ``fp16_path``. The islands are recorded in the graph's metadata."""
     from onnxconverter_common import float16
 
-    # shape inference on the file (works past the 2 GB proto cap), as the converter's *_model_path does
-    with warnings.catch_warnings():
+    # shape inference on the file (works past the 2 GB proto cap), as the converter's *_model_path
+    # does; the ONNX loader refuses external data with several hard links (a re-export into a
+    # directory whose repository hard-linked it), so then a private copy is read
+    data = fp32_path.with_name(fp32_path.name + ".data")
+    fp16_path.parent.mkdir(parents=True, exist_ok=True)
+    with (
+        warnings.catch_warnings(),
+        tempfile.TemporaryDirectory(prefix=".fp16-", dir=fp16_path.parent) as scratch,
+    ):
         warnings.simplefilter("ignore", UserWarning)
-        with tempfile.NamedTemporaryFile(dir=fp32_path.parent, suffix=".onnx") as inferred:
-            onnx.shape_inference.infer_shapes_path(str(fp32_path), inferred.name)
-            model = onnx.load(inferred.name)  # external data resolves beside fp32_path
+        source = fp32_path
+        if data.exists() and data.stat().st_nlink > 1:
+            source = Path(scratch) / fp32_path.name
+            shutil.copyfile(fp32_path, source)
+            shutil.copyfile(data, Path(scratch) / data.name)
+        # beside its external data, whose location is relative to the graph file
+        with tempfile.NamedTemporaryFile(dir=source.parent, suffix=".onnx") as inferred:
+            onnx.shape_inference.infer_shapes_path(str(source), inferred.name)
+            model = onnx.load(inferred.name)
         islands = fp32_islands(model)
         kept_fp32 = fp32_weight_bytes(model, islands)
         split_shared_initializers(model.graph, islands)
@@ -306,7 +320,6 @@ def convert_mixed_fp16(fp32_path: Path, fp16_path: Path) -> Fp16Conversion:
     entry = model.metadata_props.add()
     entry.key, entry.value = ISLANDS_METADATA_KEY, json.dumps(islands, sort_keys=True)
     sizes = weight_bytes(model)
-    fp16_path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save_model(
         model,
         str(fp16_path),

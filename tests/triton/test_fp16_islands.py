@@ -7,6 +7,7 @@ converting is a second, the trace is what costs."""
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -48,7 +49,11 @@ def fp32_graph(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
     if _triton_installed() or os.environ.get(EXPORT_ENV) or os.environ.get(REPOSITORY_ENV):
         export_dir: Path = request.getfixturevalue("triton_export_dir")
         if reusable_onnx(export_dir):
-            return export_dir / "onnx" / "model.onnx"
+            # a private copy: ONNX refuses external data hard-linked into the model repository
+            private = tmp_path_factory.mktemp("fp32-graph")
+            for name in ("model.onnx", "model.onnx.data"):
+                shutil.copyfile(export_dir / "onnx" / name, private / name)
+            return private / "model.onnx"
     model = load_predictor("test", random_weights=True, seed=TRITON_TEST_SEED).model
     return graphs.export_onnx(model, 512, tmp_path_factory.mktemp("fp16-islands") / "model.onnx")
 
@@ -156,3 +161,23 @@ def test_mixed_graph_passes_the_fp16_check_closer_than_a_plain_conversion(
     mean = next(d for d in mixed.diffs if d.name == "mean_vectors")
     assert mean.max_abs_diff < 0.1 * by_name["mean_vectors"], (mean, by_name)
     assert torch.isfinite(torch.tensor([d.max_abs_diff for d in mixed.diffs])).all()
+
+
+def test_precision_record_combines_islands_maxima_and_deviation(fp16_graph: Path) -> None:
+    import json
+
+    from export.precision import precision_record
+
+    model = load_predictor("test", random_weights=True, seed=TRITON_TEST_SEED).model.eval()
+    image = torch.rand(1, 3, 512, 512, generator=torch.Generator().manual_seed(0))
+    record = precision_record(model, image, torch.ones(1), fp16_graph, dtypes=(torch.bfloat16,))
+    islands = record["islands"]
+    assert islands["count"] == len(islands["nodes"]) > 0
+    assert {"head", "LayerNormalization"} <= set(islands["by_reason"])
+    assert islands["fp32_weight_bytes"] == islands["weight_bytes"]["FLOAT"]
+    assert 0 < islands["fp32_weight_share"] < 0.05
+    assert record["activation_maxima"]["Linear"]["max_abs_fp32"] > 0 and record["fp16_flagged"] == []
+    bf16 = record["deviation"]["bfloat16"]
+    assert set(bf16["outputs"]) == {"mean_vectors", "singular_values", "quaternions", "colors", "opacities"}
+    assert bf16["layers"]["Conv2d"]["max_rel_diff"] > 0
+    json.dumps(record, allow_nan=False)  # the manifest stays strict JSON
