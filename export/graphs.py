@@ -7,10 +7,13 @@ Choices, pinned here so every export is the same:
   batch axis. The example batch is 2 on purpose: ``torch.export`` specialises a dimension that is
   0 or 1 in the example, which silently produced a batch-1-only graph in a trial.
 * fp16: the fp32 ONNX graph converted with onnxconverter-common, inputs/outputs kept fp32 (the
-  Triton contract stays FP32). Converting the finished graph rather than exporting a ``.half()``
-  model keeps one export path and lets the fp16 file be checked against the same eager fp32
-  reference. On the GPU target the preferred fp16 route is TensorRT's FP16 mode on the fp32 file
-  (see :mod:`mlsharp.triton.models`); the fp16 file serves the CUDA execution provider.
+  Triton contract stays FP32), as a mixed-precision graph: the heads, LayerNormalization and the
+  nodes reading constants outside fp16's range stay fp32 (:mod:`export.fp16_islands`; test preset:
+  mean_vectors 6.9e-3 off eager fp32 instead of 4.6e-1 for the plain conversion). Converting the
+  finished graph rather than exporting a ``.half()`` model keeps one export path and lets the fp16
+  file be checked against the same eager fp32 reference. On the GPU target the preferred fp16 route
+  is TensorRT's FP16 mode on the fp32 file (see :mod:`mlsharp.triton.models`); the fp16 file serves
+  the CUDA execution provider.
 * int8 (CPU target, opt-in): ONNX Runtime's ``quantize_dynamic`` on the fp32 graph, MatMul weights
   only (the ViT linear layers: ~56 % of the fp32 forward on CPU), activations quantized per call.
   Convolutions stay fp32. It changes the numbers; the check reports by how much.
@@ -89,21 +92,14 @@ def check_onnx_signature(path: Path) -> None:
 
 
 def convert_fp16(fp32_path: Path, fp16_path: Path) -> Path:
-    """fp16 weights and compute, fp32 inputs/outputs; external data beside ``fp16_path``."""
-    import onnx
-    from onnxconverter_common import float16
+    """Mixed-precision fp16 graph, fp32 inputs/outputs; external data beside ``fp16_path``.
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # one "truncated to 1e-07" line per tiny constant
-        # the *_model_path variant runs shape inference on the file: works past the 2 GB proto cap
-        model = float16.convert_float_to_float16_model_path(str(fp32_path), keep_io_types=True)
-    onnx.save_model(
-        model,
-        str(fp16_path),
-        save_as_external_data=True,
-        all_tensors_to_one_file=True,
-        location=fp16_path.name + ".data",
-    )
+    The heads, LayerNormalization and every node reading a constant outside fp16's range stay
+    fp32 (:mod:`export.fp16_islands`, which records them in the graph's metadata).
+    """
+    from export.fp16_islands import convert_mixed_fp16
+
+    convert_mixed_fp16(fp32_path, fp16_path)
     check_onnx_signature(fp16_path)
     return fp16_path
 
