@@ -122,6 +122,14 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="also run eager fp64 to report float32's own error per output (auto: not for full)",
     )
+    p.add_argument(
+        "--fp16-report",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="with an fp16 graph, record in the manifest its fp32 islands and the fp16/bf16 error and fp32 "
+        "activation maxima per layer type (eager, several forwards; auto: islands only for full, whose "
+        "per-layer numbers come from benchmarks/gpu_check.sh on a GPU)",
+    )
     p.add_argument("--max-batch-size", type=int, help="Triton max_batch_size (default: 8 cpu small, 4 gpu)")
     p.add_argument("--max-queue-delay-us", type=int, default=20_000)
     p.add_argument(
@@ -265,8 +273,10 @@ def fp16_safety(
     without an fp16 graph)."""
     if "onnx_fp16" not in files:
         return None
-    from export.precision import precision_record
+    from export.precision import island_summary, precision_record
 
+    if args.fp16_report == "off" or (args.fp16_report == "auto" and args.preset == "full"):
+        return {"islands": island_summary(files["onnx_fp16"]), "per_layer": "not measured (--fp16-report on)"}
     return precision_record(model, image, factor, files["onnx_fp16"])
 
 
