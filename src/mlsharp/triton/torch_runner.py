@@ -210,8 +210,7 @@ class TorchRunner:
         self.dtype = PRECISION_DTYPES[precision]
         self.working_size_px = model.config.working_size_px
         self.model = model.to(device=device, dtype=self.dtype).eval().requires_grad_(False)
-        if self.dtype != torch.float32:
-            self._hooks = add_precision_boundaries(self.model, self.dtype)
+        self._hooks = [] if self.dtype == torch.float32 else add_precision_boundaries(self.model, self.dtype)
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed shapes per batch size: autotune once
         self._cuda_graphs = device.type == "cuda" and compile_mode in _CUDA_GRAPH_MODES
