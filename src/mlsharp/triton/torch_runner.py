@@ -212,6 +212,7 @@ class TorchRunner:
         self.model = model.to(device=device, dtype=self.dtype).eval().requires_grad_(False)
         self._hooks = [] if self.dtype == torch.float32 else add_precision_boundaries(self.model, self.dtype)
         if device.type == "cuda":
+            torch.cuda.set_device(device)  # compiled graphs and CUDA graphs use the current device
             torch.backends.cudnn.benchmark = True  # fixed shapes per batch size: autotune once
         self._cuda_graphs = device.type == "cuda" and compile_mode in _CUDA_GRAPH_MODES
         self._forward: nn.Module = self.model
