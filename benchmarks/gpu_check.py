@@ -227,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     budget = Budget(args.budget_s)
     started = time.perf_counter()
     report: dict[str, Any] = {
-        "what": "the GPU target's code on one device; RANDOM WEIGHTS (timing and numerics only, not a result)",
+        "what": "the GPU target's code on one device; RANDOM WEIGHTS (timings and numerics, not a result)",
         "preset": args.preset,
         "torch": torch.__version__,
         "python": platform.python_version(),

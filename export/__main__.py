@@ -245,7 +245,7 @@ def gpu_files(
     from mlsharp.triton.gpu_target import torch_weights_filename
 
     path = out / "torch" / torch_weights_filename(precision)
-    files["torch_weights"] = save_served_weights(model, path, precision)
+    files["torch_weights"] = save_served_weights(model, path, precision).path
     return [check_torch_runner(path, args.preset, precision, ref.image, ref.factor, ref.outputs)]
 
 
@@ -366,7 +366,8 @@ def run(args: argparse.Namespace) -> int:
         intra_op_threads=args.intra_op_threads,
         # a CPU export that also converts fp16 still serves fp32 (the CPU runner has no fp16 path)
         precision=variant.precision,  # type: ignore[arg-type]
-        runtime=variant.runtime,  # type: ignore[arg-type]
+        # the CPU runner field; the GPU target names its runtime in gpu_runtime
+        runtime=variant.runtime if args.target == "cpu" else "onnxruntime",  # type: ignore[arg-type]
         gpu_runtime=args.gpu_runtime,
         compile_mode=args.compile_mode,
         served_sha256=served_sha256(args, files, variant.precision),

@@ -72,6 +72,7 @@ def save_served_weights(model: torch.nn.Module, path: Path, precision: str) -> S
     os.close(fd)
     try:
         torch.save(state, tmp_name)
+        os.chmod(tmp_name, 0o644)  # mkstemp's 0600 would hide it from a Triton running as another user
         os.replace(tmp_name, path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)

@@ -220,6 +220,7 @@ def test_saved_weights_are_in_the_served_dtype_with_their_hash(model, tmp_path, 
     fp32 = save_served_weights(model, tmp_path / "fp32.pt", "fp32")
     saved = save_served_weights(model, tmp_path / "sub" / "w.pt", precision)
     assert saved.sha256 == sha256_file(saved.path) and len(saved.sha256) == 64
+    assert saved.path.stat().st_mode & 0o777 == 0o644  # readable by a Triton running as another user
     assert saved.size_bytes == saved.path.stat().st_size < 0.6 * fp32.size_bytes
     assert saved.to_json()["path"] == str(saved.path) and saved.to_json()["precision"] == precision
     state = torch.load(saved.path, weights_only=True)
