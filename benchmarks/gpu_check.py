@@ -18,8 +18,8 @@ RANDOM WEIGHTS (timing and numerics of the code path, never a result). Everythin
 JSON (``--out``/gpu_check.json). The CPU dry run (``--device cpu --preset test``) exercises every
 section in CI at small sizes (no pinned memory there, and compiled runs only if asked).
 
-    python benchmarks/gpu_check.py --out "$OUT"                                 # see gpu_check.sh
-    python benchmarks/gpu_check.py --preset test --device cpu --repeats 1 --out /tmp/gpu-check
+    python -m benchmarks.gpu_check --out "$OUT"                                 # see gpu_check.sh
+    python -m benchmarks.gpu_check --preset test --device cpu --repeats 1 --batches 1,2 --out /tmp/gpu-check
 """
 
 from __future__ import annotations
@@ -146,7 +146,7 @@ def measure_runner(
 
 
 def measure_stages(
-    raw: list[torch.Tensor], decoded_camera: np.ndarray, parameters: dict[str, str], dev: Device, repeats: int
+    raw: list[torch.Tensor], parameters: dict[str, str], dev: Device, repeats: int
 ) -> dict[str, Any]:
     """Pre-processing of one photo, and post-processing of batch-1 raw outputs per format."""
     data = photo_jpeg()
@@ -158,11 +158,11 @@ def measure_stages(
         "formats": np.array([[b"ply"]], dtype=np.object_),
     }
     stages: dict[str, Any] = {}
-    stages["preprocess_s"], _ = p50(lambda: pre.run(pre_inputs), dev.sync, repeats)
+    stages["preprocess_s"], pre_out = p50(lambda: pre.run(pre_inputs), dev.sync, repeats)
     post = DevicePostprocessStage(parameters, dev.device, spz_compresslevel=GPU_SPZ_COMPRESSLEVEL)
     names = ("mean_vectors", "singular_values", "quaternions", "colors", "opacities")
     base = {name: tensor[:1] for name, tensor in zip(names, raw, strict=True)}
-    base |= {"camera": decoded_camera, "image_info": bytes_column([b'{"focal_source": "default"}'])}
+    base |= {"camera": pre_out["camera"], "image_info": pre_out["image_info"]}  # the photo's own
     for fmt in (*FORMATS, "all"):
         wanted = list(FORMATS) if fmt == "all" else [fmt]
         inputs = base | {"formats": np.array([[f.encode() for f in wanted]], dtype=np.object_)}
@@ -262,9 +262,8 @@ def main(argv: list[str] | None = None) -> int:
         "model_id": loaded.model_id,
         "random_weights": "true",
     }
-    camera = np.array([[1.2 * size, 1600.0, 1200.0]], dtype=np.float64)  # focal_px, width_px, height_px
     if raw_fp16 and budget.allows("stages"):
-        report["stages"] = measure_stages(raw_fp16, camera, parameters, dev, args.repeats)
+        report["stages"] = measure_stages(raw_fp16, parameters, dev, args.repeats)
         print(f"stages {report['stages']}", flush=True)
     report["targets"] = targets(forward, report.get("stages", {}))
     if budget.allows("transfers"):

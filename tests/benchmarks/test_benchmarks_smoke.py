@@ -221,10 +221,11 @@ def test_triton_request_runs_tiny(triton_server: Any, tmp_path: Path) -> None:
 
 
 def test_gpu_check_dry_run_on_cpu(tmp_path: Path) -> None:
-    """The prepared GPU check runs every section on the CPU at the test preset's sizes."""
-    cmd = [sys.executable, "benchmarks/gpu_check.py", "--preset", "test", "--device", "cpu",
-           "--repeats", "1", "--batches", "1,2", "--out", str(tmp_path)]  # fmt: skip
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
+    """The prepared GPU check, the very shell script, runs every section on the CPU at the test
+    preset's sizes (GPU_CHECK_DRY_RUN=1: --device cpu --preset test --batches 1,2)."""
+    env = {**os.environ, "GPU_CHECK_DRY_RUN": "1", "OUT": str(tmp_path), "PYTHON": sys.executable}
+    cmd = ["bash", "benchmarks/gpu_check.sh"]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     report = json.loads((tmp_path / "gpu_check.json").read_text())
     assert report["preset"] == "test" and report["skipped"] == []
