@@ -10,6 +10,7 @@ the served files are compared with the eager pipeline's."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -115,3 +116,44 @@ def test_a_corrupt_photo_fails_alone_with_its_typed_error(gpu_code_server: Any) 
     assert code == "invalid_image", message
     scenes, _ = support.infer_grpc(client, [photo_like_jpeg(seed=7)], "splat")  # the server still serves
     assert len(scenes[0]) == 32 * 131_072
+
+
+def test_tensorrt_export_serves_only_the_mixed_graph_and_names_its_cache_after_it(
+    tmp_path: Path, triton_export_dir: Path
+) -> None:
+    """The TensorRT target, exported here (it runs only on a GPU): the mixed fp16 graph alone, its
+    sha256 in the engine cache folder, a warm-up per batch size, the fp16 safety record."""
+    from export.manifest import sha256_of
+    from export.repository import onnx_files
+    from mlsharp.triton.gpu_target import TENSORRT_VERSION
+
+    args = ("--target", "gpu", "--gpu-runtime", "tensorrt", "--precision", "fp16")
+    repository = export_test_preset(tmp_path, *args, *reusable_onnx(triton_export_dir))
+    sharp_dir = repository / "sharp" / "1"
+    assert sorted(p.name for p in sharp_dir.iterdir()) == ["model.fp16.onnx", "model.fp16.onnx.data"]
+    digest = hashlib.sha256(
+        "".join(sha256_of(p) for p in onnx_files(sharp_dir / "model.fp16.onnx")).encode()
+    ).hexdigest()
+    opts = load_options(repository)
+    assert opts.served_sha256 == digest and opts.model_id == WEIGHTS_ID + "+tensorrt-fp16"
+    sharp = parse_pbtxt((repository / "sharp" / "config.pbtxt").read_text())
+    (accelerator,) = sharp.optimization.execution_accelerators.gpu_execution_accelerator
+    cache = accelerator.parameters["trt_engine_cache_path"]
+    assert cache.endswith(f"/{digest[:16]}-trt{TENSORRT_VERSION}")
+    assert [w.batch_size for w in sharp.model_warmup] == [1, 2, 3, 4]
+    manifest = json.loads((tmp_path / "export_manifest.json").read_text())
+    safety = manifest["fp16_safety"]
+    assert safety["islands"]["count"] > 0 and "LayerNormalization" in safety["islands"]["by_reason"]
+    assert {"Conv2d", "Linear", "LayerNorm"} <= set(safety["activation_maxima"])
+    assert set(safety["deviation"]) == {"bfloat16", "float16"}
+    fp16_check = next(c for c in manifest["checks"] if c["precision"] == "fp16")
+    assert fp16_check["ok"]
+
+
+def test_tensorrt_fp32_is_refused_before_any_work(tmp_path: Path) -> None:
+    from export.__main__ import main
+
+    argv = ["--preset", "test", "--random-weights", "--target", "gpu", "--gpu-runtime", "tensorrt",
+            "--precision", "fp32", "--out", str(tmp_path)]  # fmt: skip
+    assert main(argv) == 2
+    assert not any(tmp_path.iterdir())
