@@ -5,8 +5,8 @@ minutes; the shell wrapper adds nvidia-smi and a hard timeout):
 
 1. ``forward``: the PyTorch ``sharp`` runner (:class:`mlsharp.triton.torch_runner.TorchRunner`, the
    code Triton's python backend runs) in fp16 and bf16 at batch 1, 2 and 4, eager, with p50 seconds,
-   images/s and peak GPU memory; then fp16 compiled (``--compile-mode``), with each batch size's
-   compile + first-run seconds.
+   images/s, peak GPU memory and the deviation from eager fp32; then fp16 compiled
+   (``--compile-mode``), with each batch size's compile + first-run seconds.
 2. ``stages``: the GPU pre-processing (decode on the CPU, resize on the GPU) and post-processing per
    format (:mod:`mlsharp.triton.device_stages`: unprojection and rows on the GPU, one copy back).
 3. ``targets``: network + GPU post-processing p50 at batch 1 (goal <= 0.25 s) and batch-4
@@ -111,6 +111,15 @@ class Device:
             torch.cuda.empty_cache()
 
 
+def relative_deviation(outputs: list[torch.Tensor], reference: list[torch.Tensor]) -> dict[str, float]:
+    """Per raw output, max |runner - eager fp32| over the first item, relative to the output's range."""
+    names = ("mean_vectors", "singular_values", "quaternions", "colors", "opacities")
+    return {
+        name: float((out[:1].float() - ref).abs().max() / ref.abs().max().clamp_min(1e-12))
+        for name, out, ref in zip(names, outputs, reference, strict=True)
+    }
+
+
 def measure_runner(
     runner: TorchRunner,
     image: torch.Tensor,
@@ -119,8 +128,10 @@ def measure_runner(
     batches: tuple[int, ...],
     repeats: int,
     budget: Budget,
+    reference: list[torch.Tensor],
 ) -> list[dict[str, Any]]:
-    """p50, images/s and peak memory per batch size; warm-up (compile) seconds first."""
+    """p50, images/s, peak memory and deviation from eager fp32 per batch size; warm-up (compile)
+    seconds first."""
     rows = []
     for batch in batches:
         if not budget.allows(f"forward {runner.precision} {runner.compile_mode} batch {batch}"):
@@ -139,6 +150,7 @@ def measure_runner(
             "p50_s": seconds,
             "images_per_s": batch / seconds,
             "finite": all(bool(torch.isfinite(t).all()) for t in outputs),
+            "vs_eager_fp32": relative_deviation(outputs, reference),
         }
         print(f"forward {row}", flush=True)
         rows.append(row)
@@ -240,19 +252,21 @@ def main(argv: list[str] | None = None) -> int:
     generator = torch.Generator().manual_seed(0)
     image = torch.rand(1, 3, size, size, generator=generator).to(dev.device)  # (1, 3, S, S)
     factor = torch.tensor([0.5], device=dev.device)  # (1,)
+    with torch.inference_mode():
+        reference = [out.float() for out in model(image, factor)]  # eager fp32, TF32 off
 
     forward: list[dict[str, Any]] = []
     raw_fp16: list[torch.Tensor] = []
     for precision in ("fp16", "bf16"):
         runner = TorchRunner(copy.deepcopy(model), dev.device, precision, "none", max(batches))  # type: ignore[arg-type]
-        forward += measure_runner(runner, image, factor, dev, batches, args.repeats, budget)
+        forward += measure_runner(runner, image, factor, dev, batches, args.repeats, budget, reference)
         if precision == "fp16":
             raw_fp16 = runner.forward(image, factor)
         del runner
         dev.free()
     if compile_mode != "none" and budget.allows("forward fp16 compiled", needs_s=120):
         runner = TorchRunner(copy.deepcopy(model), dev.device, "fp16", compile_mode, max(batches))  # type: ignore[arg-type]
-        forward += measure_runner(runner, image, factor, dev, batches, args.repeats, budget)
+        forward += measure_runner(runner, image, factor, dev, batches, args.repeats, budget, reference)
         del runner
         dev.free()
     report["forward"] = forward
