@@ -216,7 +216,7 @@ def all_requests_at_once(
     pb_utils: Any,
     requests: Sequence[Any],
     input_names: Sequence[str],
-    handler: Callable[[list[Arrays]], list[Mapping[str, np.ndarray]]],
+    handler: Callable[[list[Arrays]], Sequence[Mapping[str, np.ndarray]]],
     model: str,
 ) -> list[Any]:
     """Run ``handler`` ONCE on every readable request (the batched network call).

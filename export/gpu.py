@@ -1,0 +1,76 @@
+"""The GPU target's part of ``python -m export``: the served file, its digest, its fp16 record.
+
+Why apart from the CLI: the GPU target serves a file of its own (PyTorch weights in the served
+dtype, or the mixed fp16 graph whose sha256 names TensorRT's engine cache) and records what keeps
+fp16 safe; the CPU export never touches any of it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+from pathlib import Path
+
+import torch
+
+from export import verify
+from export.manifest import sha256_of
+from export.repository import onnx_files
+from export.serving import Reference
+from mlsharp.errors import InvalidParameterError
+
+
+def gpu_files(
+    args: argparse.Namespace,
+    model: torch.nn.Module,
+    files: dict[str, Path],
+    out: Path,
+    ref: Reference,
+    precision: str,
+) -> list[verify.Check]:
+    """The GPU target's served file beside the ONNX graphs: the PyTorch runner's weights in the served
+    dtype, checked by loading them through the runner itself (as Triton will), on this machine's CPU.
+    TensorRT and CUDA serve the ONNX graphs already checked above."""
+    if args.gpu_runtime != "torch":
+        if precision == "fp16" and "onnx_fp16" not in files:
+            raise InvalidParameterError(
+                f"--gpu-runtime {args.gpu_runtime} fp16 serves the fp16 graph: add onnx"
+            )
+        return []
+    from export.torch_weights import check_torch_runner, save_served_weights
+    from mlsharp.triton.gpu_target import torch_weights_filename
+
+    path = out / "torch" / torch_weights_filename(precision)
+    files["torch_weights"] = save_served_weights(model, path, precision).path
+    return [check_torch_runner(path, args.preset, precision, ref.image, ref.factor, ref.outputs)]
+
+
+def served_sha256(args: argparse.Namespace, files: dict[str, Path], precision: str) -> str:
+    """sha256 over the file(s) the GPU ``sharp`` loads (TensorRT names its engine cache after it)."""
+    if args.target != "gpu" or args.gpu_runtime == "torch":
+        return ""
+    graph = files.get("onnx_fp16" if precision == "fp16" else "onnx_fp32")
+    if graph is None:
+        return ""
+    digest = hashlib.sha256()
+    for path in onnx_files(graph):
+        digest.update(sha256_of(path).encode())
+    return digest.hexdigest()
+
+
+def fp16_safety(
+    args: argparse.Namespace,
+    model: torch.nn.Module,
+    image: torch.Tensor,
+    factor: torch.Tensor,
+    files: dict[str, Path],
+) -> dict[str, object] | None:
+    """What keeps the fp16 graph safe, and how far half precision moves each layer type (None
+    without an fp16 graph)."""
+    if "onnx_fp16" not in files:
+        return None
+    from export.precision import island_summary, precision_record
+
+    if args.fp16_report == "off" or (args.fp16_report == "auto" and args.preset == "full"):
+        return {"islands": island_summary(files["onnx_fp16"]), "per_layer": "not measured (--fp16-report on)"}
+    return precision_record(model, image, factor, files["onnx_fp16"])
