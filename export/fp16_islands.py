@@ -327,4 +327,6 @@ def convert_mixed_fp16(fp32_path: Path, fp16_path: Path) -> Fp16Conversion:
         all_tensors_to_one_file=True,
         location=fp16_path.name + ".data",
     )
+    for written in (fp16_path, fp16_path.with_name(fp16_path.name + ".data")):
+        written.chmod(0o644)  # onnx writes the data file 0600: Triton may run as another user
     return Fp16Conversion(fp16_path, islands, kept_fp32, sizes)

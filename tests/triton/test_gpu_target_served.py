@@ -131,6 +131,7 @@ def test_tensorrt_export_serves_only_the_mixed_graph_and_names_its_cache_after_i
     repository = export_test_preset(tmp_path, *args, *reusable_onnx(triton_export_dir))
     sharp_dir = repository / "sharp" / "1"
     assert sorted(p.name for p in sharp_dir.iterdir()) == ["model.fp16.onnx", "model.fp16.onnx.data"]
+    assert all(p.stat().st_mode & 0o777 == 0o644 for p in sharp_dir.iterdir())  # Triton's user reads them
     digest = hashlib.sha256(
         "".join(sha256_of(p) for p in onnx_files(sharp_dir / "model.fp16.onnx")).encode()
     ).hexdigest()

@@ -11,13 +11,11 @@ import copy
 import importlib.util
 import json
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 import torch
-from torch.utils.dlpack import from_dlpack, to_dlpack
 
 from export.torch_weights import WEIGHTS_FILENAMES, check_torch_runner, save_served_weights
 from export.verify import eager_outputs
@@ -27,6 +25,7 @@ from mlsharp.network import SharpPredictor
 from mlsharp.triton import backend
 from mlsharp.triton.models import RAW_OUTPUT_NAMES
 from mlsharp.triton.torch_runner import TorchRunner, TorchRunnerSettings, torch_execute
+from tests.triton.test_backend_units import FakePbUtils, FakeRequest
 
 SIZE_PX = 512  # the test preset's working size
 N = 131_072  # its gaussians per image
@@ -240,59 +239,7 @@ def test_weights_beyond_fp16_range_are_refused(model, tmp_path) -> None:
     assert not (tmp_path / "w.pt").exists()
 
 
-# --- execute with a fake pb_utils (DLPack in and out) ---------------------------------------------
-
-
-@dataclass
-class FakeTensor:
-    name: str
-    tensor: torch.Tensor
-
-    def to_dlpack(self) -> Any:
-        return to_dlpack(self.tensor)
-
-    @staticmethod
-    def from_dlpack(name: str, capsule: Any) -> FakeTensor:
-        return FakeTensor(name, from_dlpack(capsule))
-
-
-@dataclass
-class FakeResponse:
-    output_tensors: list[FakeTensor]
-    error: Any = None
-
-
-@dataclass
-class FakeError:
-    message: str
-
-
-@dataclass
-class FakeRequest:
-    inputs: dict[str, torch.Tensor] = field(default_factory=dict)
-
-
-class FakePbUtils:
-    """The slice of ``triton_python_backend_utils`` the torch runtime uses (DLPack tensors)."""
-
-    Tensor = FakeTensor
-    TritonError = FakeError
-    logged: ClassVar[list[str]] = []
-
-    @staticmethod
-    def InferenceResponse(output_tensors=(), error=None) -> FakeResponse:  # Triton's name
-        return FakeResponse(list(output_tensors), error)
-
-    @staticmethod
-    def get_input_tensor_by_name(request: FakeRequest, name: str) -> FakeTensor | None:
-        return FakeTensor(name, request.inputs[name]) if name in request.inputs else None
-
-    class Logger:
-        @staticmethod
-        def log_info(message: str) -> None:
-            FakePbUtils.logged.append(message)
-
-        log_error = log_info
+# --- execute with the fake pb_utils of test_backend_units (DLPack in and out) --------------------------
 
 
 def _request(image: torch.Tensor, factor: torch.Tensor) -> FakeRequest:
@@ -324,11 +271,11 @@ def test_execute_runs_readable_requests_once_and_fails_bad_ones_alone(model, wei
     code, message = backend.parse_error_text(responses[3].error.message)
     assert code == "invalid_parameter" and "(B, 3, 512, 512), got (1, 3, 256, 256)" in message
     reference = _eager(model, image, factor)
-    got = {t.name: t.tensor for t in responses[2].output_tensors}
+    got = {t.name: t.array for t in responses[2].output_tensors}
     assert [t.name for t in responses[2].output_tensors] == list(RAW_OUTPUT_NAMES)
     for k, name in enumerate(RAW_OUTPUT_NAMES):
         assert torch.equal(got[name], reference[k][1:]), name
-        assert torch.equal(responses[0].output_tensors[k].tensor, reference[k][:1]), name
+        assert torch.equal(responses[0].output_tensors[k].array, reference[k][:1]), name
 
 
 def test_a_failed_batched_run_fails_every_request_in_it(weights, inputs) -> None:
@@ -380,4 +327,4 @@ def test_model_py_serves_the_torch_runtime(weights, model, inputs, monkeypatch) 
     (response,) = served.execute([_request(image[:1], factor[:1])])
     assert response.error is None
     expected = _eager(model, image[:1], factor[:1])
-    assert all(torch.equal(t.tensor, e) for t, e in zip(response.output_tensors, expected, strict=True))
+    assert all(torch.equal(t.array, e) for t, e in zip(response.output_tensors, expected, strict=True))

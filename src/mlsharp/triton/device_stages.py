@@ -38,7 +38,6 @@ from mlsharp.triton.backend import (
     bytes_column,
     each_request,
     each_request_tensors,
-    flag,
     model_parameters,
 )
 from mlsharp.triton.models import RAW_OUTPUT_NAMES
@@ -127,19 +126,18 @@ class DevicePreprocessStage:
         }
 
 
-class DevicePostprocessStage:
+class DevicePostprocessStage(PostprocessStage):
     """Raw outputs (torch, any device) + camera -> ``scenes`` [B,F] and ``metadata`` [B,1] BYTES.
 
-    One unprojection per item on ``device``; every format's rows are built there from it.
+    One unprojection per item on ``device``; every format's rows are built there from it. The
+    metadata is the numpy stage's (inherited), fed the quantiles computed on the device.
     """
 
     def __init__(
         self, parameters: Mapping[str, str], device: torch.device, *, spz_compresslevel: int | None = None
     ) -> None:
         """``spz_compresslevel``: gzip level of SPZ files (else the config's, else the default 6)."""
-        self.working_size_px = int(parameters["working_size_px"])
-        self.model_id = parameters["model_id"]
-        self.random_weights = flag(parameters, "random_weights")
+        super().__init__(parameters)
         if spz_compresslevel is None:
             spz_compresslevel = configured_spz_level(parameters)
         if not 1 <= spz_compresslevel <= 9:
@@ -159,9 +157,7 @@ class DevicePostprocessStage:
         return raw
 
     def run(self, inputs: Tensors) -> Tensors:
-        from mlsharp.formats import build_metadata
         from mlsharp.formats.attributes import disparity_quantiles_on_device
-        from mlsharp.formats.metadata import metadata_json_bytes
         from mlsharp.gaussians import unproject
 
         means, singular_values, quaternions, colors, opacities = self.raw_outputs(inputs)
@@ -172,16 +168,7 @@ class DevicePostprocessStage:
             gaussians = unproject(*item, camera, self.working_size_px)
             quantiles = disparity_quantiles_on_device(gaussians.means)
             scenes.append([self._encode(fmt, gaussians, camera, quantiles) for fmt in formats])
-            meta = build_metadata(
-                gaussians,
-                camera,
-                model_id=self.model_id,
-                random_weights=self.random_weights,
-                working_size_px=self.working_size_px,
-                image_info=info,
-                quantiles=quantiles,
-            )
-            metadata.append(metadata_json_bytes(meta))
+            metadata.append(self.metadata(gaussians, camera, info, quantiles))
         return {"scenes": scenes_array(scenes), "metadata": bytes_column(metadata)}
 
     def _encode(

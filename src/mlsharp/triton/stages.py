@@ -23,7 +23,7 @@ from mlsharp.triton.models import NETWORK_INPUTS, RAW_OUTPUT_NAMES, REQUEST_INPU
 PREPROCESS_INPUTS = tuple(tensor.name for tensor in REQUEST_INPUTS)
 if TYPE_CHECKING:
     from mlsharp.formats.metadata import ImageInfo
-    from mlsharp.gaussians import CameraInfo
+    from mlsharp.gaussians import CameraInfo, Gaussians3D
     from mlsharp.imaging import DecodedImage
 
 POSTPROCESS_INPUTS = (*RAW_OUTPUT_NAMES, "camera", "image_info", "formats")
@@ -205,9 +205,30 @@ class PostprocessStage:
         self.model_id = parameters["model_id"]
         self.random_weights = flag(parameters, "random_weights")
 
-    def run(self, inputs: Arrays) -> Arrays:
-        from mlsharp.formats import build_metadata, encode_scene
+    def metadata(
+        self,
+        gaussians: Gaussians3D,
+        camera: CameraInfo,
+        info: ImageInfo,
+        quantiles: tuple[float, float] | None = None,
+    ) -> bytes:
+        """One item's metadata JSON, stamped with this repository's model id (both stage forms)."""
+        from mlsharp.formats import build_metadata
         from mlsharp.formats.metadata import metadata_json_bytes
+
+        meta = build_metadata(
+            gaussians,
+            camera,
+            model_id=self.model_id,
+            random_weights=self.random_weights,
+            working_size_px=self.working_size_px,
+            image_info=info,
+            quantiles=quantiles,
+        )
+        return metadata_json_bytes(meta)
+
+    def run(self, inputs: Arrays) -> Arrays:
+        from mlsharp.formats import encode_scene
         from mlsharp.gaussians import unproject
 
         scenes, metadata = [], []
@@ -221,13 +242,5 @@ class PostprocessStage:
             scenes.append(
                 [encode_scene(f, gaussians, camera, random_weights=self.random_weights) for f in formats]
             )
-            meta = build_metadata(
-                gaussians,
-                camera,
-                model_id=self.model_id,
-                random_weights=self.random_weights,
-                working_size_px=self.working_size_px,
-                image_info=info,
-            )
-            metadata.append(metadata_json_bytes(meta))
+            metadata.append(self.metadata(gaussians, camera, info))
         return {"scenes": scenes_array(scenes), "metadata": bytes_column(metadata)}
