@@ -127,8 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("auto", "on", "off"),
         default="auto",
         help="with an fp16 graph, record in the manifest its fp32 islands and the fp16/bf16 error and fp32 "
-        "activation maxima per layer type (eager, several forwards; auto: islands only for full, whose "
-        "per-layer numbers come from benchmarks/gpu_check.sh on a GPU)",
+        "activation maxima per layer type (eager, several forwards; auto: on a CUDA device if there is "
+        "one, else on the CPU except at the full preset, which then records the islands only)",
     )
     p.add_argument("--max-batch-size", type=int, help="Triton max_batch_size (default: 8 cpu small, 4 gpu)")
     p.add_argument("--max-queue-delay-us", type=int, default=20_000)

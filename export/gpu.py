@@ -8,6 +8,7 @@ fp16 safe; the CPU export never touches any of it.
 from __future__ import annotations
 
 import argparse
+import copy
 import hashlib
 from pathlib import Path
 
@@ -66,11 +67,24 @@ def fp16_safety(
     files: dict[str, Path],
 ) -> dict[str, object] | None:
     """What keeps the fp16 graph safe, and how far half precision moves each layer type (None
-    without an fp16 graph)."""
+    without an fp16 graph).
+
+    ``--fp16-report auto``: measured on a CUDA device when the export has one (seconds there; the
+    compose and Kubernetes exports run on the GPU host), else on the CPU except at the full preset
+    (several eager forwards of minutes each), where only the islands are recorded and
+    ``benchmarks/gpu_check.sh`` measures the rest."""
     if "onnx_fp16" not in files:
         return None
     from export.precision import island_summary, precision_record
 
-    if args.fp16_report == "off" or (args.fp16_report == "auto" and args.preset == "full"):
+    cuda = torch.cuda.is_available()
+    if args.fp16_report == "off" or (args.fp16_report == "auto" and args.preset == "full" and not cuda):
         return {"islands": island_summary(files["onnx_fp16"]), "per_layer": "not measured (--fp16-report on)"}
+    if cuda:
+        device = torch.device("cuda")
+        gpu_model = copy.deepcopy(model).to(device)
+        record = precision_record(gpu_model, image.to(device), factor.to(device), files["onnx_fp16"])
+        del gpu_model
+        torch.cuda.empty_cache()
+        return record
     return precision_record(model, image, factor, files["onnx_fp16"])
