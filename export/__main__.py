@@ -261,7 +261,9 @@ def run(args: argparse.Namespace) -> int:
             files["onnx_fp32"] = graphs.export_onnx(model, config.working_size_px, onnx_path)
         timings["onnx_reused" if args.onnx_from else "onnx_export"] = time.perf_counter() - start
         checks.append(verify.check_onnx(files["onnx_fp32"], "fp32", image, factor, reference, floor=floor))
-        if "fp16" in args.precision:
+        # the mixed fp16 graph: served by TensorRT/CUDA fp16; the PyTorch GPU runtime never loads it
+        torch_gpu = args.target == "gpu" and args.gpu_runtime == "torch"
+        if "fp16" in args.precision and not torch_gpu:
             files["onnx_fp16"] = graphs.convert_fp16(files["onnx_fp32"], out / "onnx" / "model.fp16.onnx")
             checks.append(
                 verify.check_onnx(files["onnx_fp16"], "fp16", image, factor, reference, floor=floor)
@@ -356,7 +358,7 @@ def run(args: argparse.Namespace) -> int:
             # auto's candidates that failed their check and were therefore not served
             "rejected_checks": [c.to_json() for c in checked.rejected],
             # fp16 graph: its fp32 islands, activation maxima and fp16/bf16 deviation per layer type
-            "fp16_safety": fp16_safety(args, model, image, factor, files),
+            "fp16_safety": fp16_safety(args, model, image, factor, files, opts.precision),
             "ok": ok,
             "timings_s": timings,
             "files": {key: [file_entry(p, out) for p in onnx_files(path)] for key, path in files.items()},

@@ -30,8 +30,9 @@ def gpu_files(
     precision: str,
 ) -> list[verify.Check]:
     """The GPU target's served file beside the ONNX graphs: the PyTorch runner's weights in the served
-    dtype, checked by loading them through the runner itself (as Triton will), on this machine's CPU.
-    TensorRT and CUDA serve the ONNX graphs already checked above."""
+    dtype, checked by loading them through the runner itself (as Triton will), on the export's GPU
+    when it has one (the compose/k8s export runs on the GPU host), else on its CPU. TensorRT and CUDA
+    serve the ONNX graphs already checked above."""
     if args.gpu_runtime != "torch":
         if precision == "fp16" and "onnx_fp16" not in files:
             raise InvalidParameterError(
@@ -43,7 +44,10 @@ def gpu_files(
 
     path = out / "torch" / torch_weights_filename(precision)
     files["torch_weights"] = save_served_weights(model, path, precision).path
-    return [check_torch_runner(path, args.preset, precision, ref.image, ref.factor, ref.outputs)]
+    device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+    return [
+        check_torch_runner(path, args.preset, precision, ref.image, ref.factor, ref.outputs, device=device)
+    ]
 
 
 def served_sha256(args: argparse.Namespace, files: dict[str, Path], precision: str) -> str:
@@ -65,26 +69,30 @@ def fp16_safety(
     image: torch.Tensor,
     factor: torch.Tensor,
     files: dict[str, Path],
+    precision: str,
 ) -> dict[str, object] | None:
     """What keeps the fp16 graph safe, and how far half precision moves each layer type (None
-    without an fp16 graph).
+    without an fp16 graph and without a half-precision PyTorch GPU runtime).
 
     ``--fp16-report auto``: measured on a CUDA device when the export has one (seconds there; the
     compose and Kubernetes exports run on the GPU host), else on the CPU except at the full preset
     (several eager forwards of minutes each), where only the islands are recorded and
     ``benchmarks/gpu_check.sh`` measures the rest."""
-    if "onnx_fp16" not in files:
+    graph = files.get("onnx_fp16")
+    torch_half = args.target == "gpu" and args.gpu_runtime == "torch" and precision != "fp32"
+    if graph is None and not torch_half:
         return None
     from export.precision import island_summary, precision_record
 
     cuda = torch.cuda.is_available()
     if args.fp16_report == "off" or (args.fp16_report == "auto" and args.preset == "full" and not cuda):
-        return {"islands": island_summary(files["onnx_fp16"]), "per_layer": "not measured (--fp16-report on)"}
+        islands = island_summary(graph) if graph is not None else None
+        return {"islands": islands, "per_layer": "not measured (--fp16-report on)"}
     if cuda:
         device = torch.device("cuda")
         gpu_model = copy.deepcopy(model).to(device)
-        record = precision_record(gpu_model, image.to(device), factor.to(device), files["onnx_fp16"])
+        record = precision_record(gpu_model, image.to(device), factor.to(device), graph)
         del gpu_model
         torch.cuda.empty_cache()
         return record
-    return precision_record(model, image, factor, files["onnx_fp16"])
+    return precision_record(model, image, factor, graph)

@@ -158,3 +158,21 @@ def test_tensorrt_fp32_is_refused_before_any_work(tmp_path: Path) -> None:
             "--precision", "fp32", "--out", str(tmp_path)]  # fmt: skip
     assert main(argv) == 2
     assert not any(tmp_path.iterdir())
+
+
+def test_pytorch_fp16_export_checks_the_runner_and_records_half_precision_per_layer(
+    tmp_path: Path, triton_export_dir: Path
+) -> None:
+    """The compose default (torch, fp16): the weights file checked through the runner, no fp16 ONNX
+    made for nothing, the per-layer fp16/bf16 record (on the CPU here, the test preset)."""
+    args = ("--target", "gpu", "--gpu-runtime", "torch", "--precision", "fp16")
+    repository = export_test_preset(tmp_path, *args, *reusable_onnx(triton_export_dir))
+    assert sorted(p.name for p in (repository / "sharp" / "1").iterdir()) == ["model.fp16.pt", "model.py"]
+    assert not (tmp_path / "onnx" / "model.fp16.onnx").exists()
+    manifest = json.loads((tmp_path / "export_manifest.json").read_text())
+    assert manifest["model_id"] == WEIGHTS_ID + "+torch-fp16" and manifest["ok"]
+    (runner_check,) = [c for c in manifest["checks"] if c["runtime"].startswith("torch")]
+    assert runner_check["precision"] == "fp16" and runner_check["ok"]
+    safety = manifest["fp16_safety"]
+    assert safety["islands"] is None and set(safety["deviation"]) == {"bfloat16", "float16"}
+    assert safety["deviation"]["float16"]["outputs"]  # the five raw outputs' end-to-end error
