@@ -13,7 +13,10 @@ Why three runtimes, and why PyTorch is the default (issue 15):
   only (1.4 GB with the fp32 islands). Engines are built before Triton reports ready: explicit
   profiles (min 1, opt 2, max 4) and one ``model_warmup`` per batch size; the engine and timing
   caches live in a folder named after the served graph's sha256 and the TensorRT version, so a
-  re-export with other weights never reuses an old engine.
+  re-export with other weights never reuses an old engine. Unverified (no TensorRT here): the
+  provider builds a weakly typed network with the FP16 flag, so TensorRT may still pick fp16
+  kernels for the graph's fp32 islands; ONNX Runtime 1.19 has no strongly typed option. The CUDA
+  provider follows the graph's types exactly.
 - ``cuda``: the same backend with the CUDA provider (fp16 or fp32), the fallback where TensorRT
   fails; cuDNN picks convolution algorithms by heuristic (the default, EXHAUSTIVE, benchmarks
   every algorithm on the first request of each shape), warmed up per batch size.
