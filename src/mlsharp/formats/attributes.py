@@ -43,6 +43,25 @@ def log_scales(scales: Tensor) -> Tensor:
     return scales.float().clamp(min=SCALE_MIN).log_()
 
 
+def to_u8(values: Tensor) -> Tensor:
+    """Round half to even (numpy's ``rint``), clamp to [0, 255], uint8: the byte columns of the
+    .splat and SPZ rows built on a device."""
+    return values.round().clamp_(0, 255).to(torch.uint8)
+
+
+def unit_rows(q: Tensor) -> Tensor:
+    """(N, 4) rows / their norm, the squares summed left to right in float32 as numpy's
+    ``np.linalg.norm(q, axis=1)`` does for four columns (torch's sum may pair them differently), so
+    the device rows match the numpy writers' bytes."""
+    sq = q * q
+    return q / (((sq[:, 0] + sq[:, 1]) + sq[:, 2]) + sq[:, 3]).sqrt()[:, None]
+
+
+def f32(value: float) -> float:
+    """A constant rounded to float32 first, as the numpy writers' ``np.float32(...)`` operands."""
+    return float(np.float32(value))
+
+
 def disparity_quantiles(means: Tensor) -> tuple[float, float]:
     """10 % and 90 % quantiles of 1/z over the gaussians, exactly as ``torch.quantile`` gives them.
 

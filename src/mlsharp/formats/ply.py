@@ -133,9 +133,16 @@ def _parts(
     The vertex rows live in this thread's scratch buffer: use the parts before the next call.
     """
     extras = metadata_elements(gaussians, camera) if camera is not None else []
-    comments = [RANDOM_WEIGHTS_COMMENT] if random_weights else []
     vertices = vertex_array(gaussians, out=_scratch_rows(gaussians.num_gaussians))  # (N, 14)
-    header = _header(gaussians.num_gaussians, extras, comments)
+    return _file_parts(vertices, extras, random_weights=random_weights)
+
+
+def _file_parts(
+    vertices: np.ndarray, extras: list[tuple[str, np.ndarray]], *, random_weights: bool
+) -> list[bytes | memoryview]:
+    """Header, the (N, 14) C-contiguous float32 rows and the extra elements, as buffers."""
+    comments = [RANDOM_WEIGHTS_COMMENT] if random_weights else []
+    header = _header(vertices.shape[0], extras, comments)
     return [header, vertices.data.cast("B"), *(values.data.cast("B") for _, values in extras)]
 
 
@@ -159,11 +166,7 @@ def encode_ply_from_rows(
         if quantiles is None:
             quantiles = attributes.disparity_quantiles(torch.from_numpy(vertices[:, :3]))
         extras = _camera_elements(camera, n, quantiles)
-    comments = [RANDOM_WEIGHTS_COMMENT] if random_weights else []
-    rows = np.ascontiguousarray(vertices)
-    parts: list[bytes | memoryview] = [_header(n, extras, comments), rows.data.cast("B")]
-    parts += [values.data.cast("B") for _, values in extras]
-    return b"".join(parts)
+    return b"".join(_file_parts(np.ascontiguousarray(vertices), extras, random_weights=random_weights))
 
 
 def write_ply(

@@ -68,18 +68,6 @@ def splat_rows(gaussians: Gaussians3D) -> np.ndarray:
     return rows
 
 
-def _unit_rows(q: torch.Tensor) -> torch.Tensor:
-    """(N, 4) rows / their norm, summing the squares left to right in float32 as numpy's
-    ``np.linalg.norm(q, axis=1)`` does for four columns (torch's sum may pair them differently)."""
-    sq = q * q
-    return q / (((sq[:, 0] + sq[:, 1]) + sq[:, 2]) + sq[:, 3]).sqrt()[:, None]
-
-
-def _to_u8(values: torch.Tensor) -> torch.Tensor:
-    """Round half to even (numpy's rint), clamp to [0, 255], uint8."""
-    return values.round().clamp_(0, 255).to(torch.uint8)
-
-
 def splat_row_bytes(gaussians: Gaussians3D) -> torch.Tensor:
     """(N, 32) uint8 file rows built on the gaussians' own device (a GPU: one copy back).
 
@@ -90,13 +78,13 @@ def splat_row_bytes(gaussians: Gaussians3D) -> torch.Tensor:
     scales = _exp_f32(attributes.log_scales(gaussians.scales.detach()))  # (N, 3)
     alphas = gaussians.opacities.detach().float().clamp(0.0, 1.0)  # (N,)
     srgb = linear_to_srgb(gaussians.colors_linear.detach().float())  # (N, 3)
-    quats = _unit_rows(gaussians.quaternions.detach().float())  # (N, 4)
+    quats = attributes.unit_rows(gaussians.quaternions.detach().float())  # (N, 4)
     s64 = scales.double()
     weight = ((s64[:, 0] * s64[:, 1]) * s64[:, 2]) * alphas.double()  # (N,) float64, numpy's order
     # ascending on the negated keys, stable: numpy's argsort(-(...), kind="stable") exactly
     order = torch.sort(-weight, stable=True).indices
-    rgba = _to_u8(torch.cat([srgb, alphas[:, None]], dim=1) * float(np.float32(255)))  # (N, 4)
-    rotation = _to_u8(quats * float(np.float32(128)) + float(np.float32(128)))  # (N, 4)
+    rgba = attributes.to_u8(torch.cat([srgb, alphas[:, None]], dim=1) * attributes.f32(255))  # (N, 4)
+    rotation = attributes.to_u8(quats * attributes.f32(128) + attributes.f32(128))  # (N, 4)
     if sys.byteorder != "little":
         raise RuntimeError(".splat rows are little-endian; this host is not")
     rows = torch.cat(

@@ -94,7 +94,7 @@ def spz_payload(gaussians: Gaussians3D) -> bytes:
     sh_dc = attributes.sh_dc_from_linear(gaussians.colors_linear.detach().cpu()).numpy()
     logs = attributes.log_scales(gaussians.scales.detach().cpu()).numpy()
     quats = gaussians.quaternions.detach().cpu().float().numpy()
-    header = _HEADER.pack(SPZ_MAGIC, SPZ_VERSION, n, 0, FRACTIONAL_BITS, 0, 0)
+    header = spz_header(n)
     blocks = [
         _pack_positions(means),
         _to_u8(np.clip(alphas, 0.0, 1.0) * np.float32(255)),
@@ -103,16 +103,6 @@ def spz_payload(gaussians: Gaussians3D) -> bytes:
         _pack_rotations(quats),
     ]
     return header + b"".join(np.ascontiguousarray(b).reshape(-1).tobytes() for b in blocks)
-
-
-def _to_u8_tensor(values: torch.Tensor) -> torch.Tensor:
-    """:func:`_to_u8` on a tensor: round half to even, clamp to [0, 255], uint8."""
-    return values.round().clamp_(0, 255).to(torch.uint8)
-
-
-def _f32(value: float) -> float:
-    """A constant rounded to float32 first, as the numpy code's ``np.float32(...)`` operands."""
-    return float(np.float32(value))
 
 
 def _pack_positions_tensor(means: torch.Tensor) -> torch.Tensor:
@@ -124,12 +114,11 @@ def _pack_positions_tensor(means: torch.Tensor) -> torch.Tensor:
 
 def _pack_rotations_tensor(quats_wxyz: torch.Tensor) -> torch.Tensor:
     """:func:`_pack_rotations` on the quaternions' device: (N, 4) w x y z -> (N * 4,) uint8."""
-    q = quats_wxyz[:, [1, 2, 3, 0]].float()  # spec order x y z w
-    sq = q * q  # norm summed left to right in float32, as np.linalg.norm does for 4 columns
-    q = q / (((sq[:, 0] + sq[:, 1]) + sq[:, 2]) + sq[:, 3]).sqrt()[:, None]
+    q = attributes.unit_rows(quats_wxyz[:, [1, 2, 3, 0]].float())  # spec order x y z w
     largest = torch.argmax(q.abs(), dim=1)  # (N,), first maximum wins
     negate = torch.gather(q, 1, largest[:, None])[:, 0] < 0
-    mags = (q.abs() / _f32(0.7071067811865476) * _f32(511) + _f32(0.5)).to(torch.int64).clamp_(max=511)
+    f32 = attributes.f32
+    mags = (q.abs() / float(_SQRT1_2) * f32(511) + f32(0.5)).to(torch.int64).clamp_(max=511)
     signs = ((q < 0) ^ negate[:, None]).to(torch.int64)
     word = largest.to(torch.int64)  # at most 32 bits used: int64 holds the uint32 arithmetic
     for i in range(4):
@@ -148,14 +137,15 @@ def spz_payload_tensor(gaussians: Gaussians3D) -> torch.Tensor:
         raise ValueError(f"SPZ readers accept at most {MAX_POINTS} points, got {n}")
     if sys.byteorder != "little":
         raise RuntimeError("SPZ packing views integers as little-endian bytes; this host is not")
+    to_u8, f32 = attributes.to_u8, attributes.f32
     alphas = gaussians.opacities.detach().float()
     sh_dc = attributes.sh_dc_from_linear(gaussians.colors_linear.detach())
     logs = attributes.log_scales(gaussians.scales.detach())
     blocks = [
         _pack_positions_tensor(gaussians.means.detach().float()),  # (9N,)
-        _to_u8_tensor(alphas.clamp(0.0, 1.0) * _f32(255)),  # (N,)
-        _to_u8_tensor(sh_dc * _f32(COLOR_SCALE * 255) + _f32(0.5 * 255)).reshape(-1),  # (3N,)
-        _to_u8_tensor((logs + _f32(10)) * _f32(16)).reshape(-1),  # (3N,)
+        to_u8(alphas.clamp(0.0, 1.0) * f32(255)),  # (N,)
+        to_u8(sh_dc * f32(COLOR_SCALE * 255) + f32(0.5 * 255)).reshape(-1),  # (3N,)
+        to_u8((logs + f32(10)) * f32(16)).reshape(-1),  # (3N,)
         _pack_rotations_tensor(gaussians.quaternions.detach()),  # (4N,)
     ]
     return torch.cat(blocks)
@@ -173,7 +163,7 @@ def encode_spz_payload(payload: bytes, *, compresslevel: int = DEFAULT_COMPRESSL
 
 def encode_spz(gaussians: Gaussians3D, *, compresslevel: int = DEFAULT_COMPRESSLEVEL) -> bytes:
     """The SPZ file as bytes (gzip with mtime 0, so equal scenes give equal bytes)."""
-    return gzip.compress(spz_payload(gaussians), compresslevel=compresslevel, mtime=0)
+    return encode_spz_payload(spz_payload(gaussians), compresslevel=compresslevel)
 
 
 def write_spz(
