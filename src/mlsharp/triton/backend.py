@@ -93,18 +93,13 @@ def bytes_column(values: Sequence[bytes]) -> np.ndarray:
 
 def read_inputs(pb_utils: Any, request: Any, names: Iterable[str]) -> Arrays:
     """Input tensors of one request as numpy arrays (missing ones raise ``KeyError``)."""
-    arrays = {}
-    for name in names:
-        tensor = pb_utils.get_input_tensor_by_name(request, name)
-        if tensor is None:
-            raise KeyError(f"request has no input {name!r}")
-        arrays[name] = tensor.as_numpy()
-    return arrays
+    return read_tensors(pb_utils, request, (), names)
 
 
-def make_response(pb_utils: Any, outputs: Mapping[str, np.ndarray]) -> Any:
-    """A successful response from named arrays."""
-    return pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor(k, v) for k, v in outputs.items()])
+def make_response(pb_utils: Any, outputs: Mapping[str, Any]) -> Any:
+    """A successful response from named numpy arrays and/or torch tensors (see :func:`output_tensor`)."""
+    tensors = [output_tensor(pb_utils, name, value) for name, value in outputs.items()]
+    return pb_utils.InferenceResponse(output_tensors=tensors)
 
 
 def error_response(pb_utils: Any, exc: BaseException, model: str) -> Any:
@@ -119,14 +114,21 @@ def each_request(
     pb_utils: Any,
     requests: Sequence[Any],
     input_names: Sequence[str],
-    handler: Callable[[Arrays], Mapping[str, np.ndarray]],
+    handler: Callable[[Tensors], Mapping[str, Any]],
     model: str,
+    *,
+    torch_names: Sequence[str] = (),
 ) -> list[Any]:
-    """Run ``handler`` on every request alone; an exception fails only that request."""
+    """Run ``handler`` on every request alone; an exception fails only that request.
+
+    ``input_names`` are read as numpy, ``torch_names`` as torch tensors where Triton put them (the
+    GPU target's device stages); torch outputs leave by DLPack.
+    """
     responses = []
     for request in requests:
         try:
-            responses.append(make_response(pb_utils, handler(read_inputs(pb_utils, request, input_names))))
+            inputs = read_tensors(pb_utils, request, torch_names, input_names)
+            responses.append(make_response(pb_utils, handler(inputs)))
         except Exception as exc:
             responses.append(error_response(pb_utils, exc, model))
     return responses
@@ -155,6 +157,20 @@ def as_host_numpy(pb_tensor: Any) -> np.ndarray:
     return as_torch(pb_tensor).cpu().numpy()
 
 
+def kind_device(args: Mapping[str, Any]) -> torch.device | None:
+    """The CUDA device of a ``KIND_GPU`` instance from Triton's ``initialize`` args
+    (``model_instance_kind``, ``model_instance_device_id``); None for any other kind."""
+    import torch
+
+    if str(args.get("model_instance_kind", "")).upper() == "GPU":
+        return torch.device("cuda", int(args.get("model_instance_device_id", 0)))
+    return None
+
+
+#: ``execute`` of a python model instance: (pb_utils, requests) -> responses
+Executor = Callable[[Any, Sequence[Any]], list[Any]]
+
+
 def read_tensors(
     pb_utils: Any, request: Any, torch_names: Iterable[str], numpy_names: Iterable[str]
 ) -> Tensors:
@@ -181,29 +197,6 @@ def output_tensor(pb_utils: Any, name: str, value: Any) -> Any:
     return pb_utils.Tensor(name, np.asarray(value))
 
 
-def each_request_tensors(
-    pb_utils: Any,
-    requests: Sequence[Any],
-    torch_names: Sequence[str],
-    numpy_names: Sequence[str],
-    handler: Callable[[Tensors], Mapping[str, Any]],
-    model: str,
-) -> list[Any]:
-    """:func:`each_request` with mixed torch/numpy inputs and outputs (the device stages).
-
-    Same isolation: an exception (a bad image, a bad format name) fails only its own request.
-    """
-    responses = []
-    for request in requests:
-        try:
-            outputs = handler(read_tensors(pb_utils, request, torch_names, numpy_names))
-            tensors = [output_tensor(pb_utils, name, value) for name, value in outputs.items()]
-            responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
-        except Exception as exc:
-            responses.append(error_response(pb_utils, exc, model))
-    return responses
-
-
 def _log(pb_utils: Any, message: str, *, error: bool = False) -> None:
     logger = getattr(pb_utils, "Logger", None)
     if logger is not None:
@@ -216,20 +209,27 @@ def all_requests_at_once(
     pb_utils: Any,
     requests: Sequence[Any],
     input_names: Sequence[str],
-    handler: Callable[[list[Arrays]], Sequence[Mapping[str, np.ndarray]]],
+    handler: Callable[[list[Tensors]], Sequence[Mapping[str, Any]]],
     model: str,
+    *,
+    torch_names: Sequence[str] = (),
+    check: Callable[[Tensors], object] | None = None,
 ) -> list[Any]:
     """Run ``handler`` ONCE on every readable request (the batched network call).
 
-    A request whose inputs cannot be read fails alone; if the batched call itself raises, every
-    request in it fails with that error (they shared the computation).
+    A request whose inputs cannot be read, or that ``check`` refuses (e.g. a mis-shaped image),
+    fails alone; if the batched call itself raises, every request in it fails with that error (they
+    shared the computation). Inputs are read as in :func:`each_request`.
     """
     responses: list[Any] = [None] * len(requests)
-    batch: list[Arrays] = []
+    batch: list[Tensors] = []
     slots: list[int] = []
     for index, request in enumerate(requests):
         try:
-            batch.append(read_inputs(pb_utils, request, input_names))
+            inputs = read_tensors(pb_utils, request, torch_names, input_names)
+            if check is not None:
+                check(inputs)
+            batch.append(inputs)
             slots.append(index)
         except Exception as exc:
             responses[index] = error_response(pb_utils, exc, model)

@@ -26,7 +26,7 @@ bytes, so the GPU target's config sets 1 (:data:`mlsharp.triton.gpu_target.GPU_S
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -34,10 +34,11 @@ import numpy as np
 import torch
 
 from mlsharp.triton.backend import (
+    Executor,
     Tensors,
     bytes_column,
     each_request,
-    each_request_tensors,
+    kind_device,
     model_parameters,
 )
 from mlsharp.triton.models import RAW_OUTPUT_NAMES
@@ -79,9 +80,7 @@ def instance_device(args: Mapping[str, Any], parameters: Mapping[str, str]) -> t
         )
     if choice == "cpu-torch":
         return torch.device("cpu")
-    if str(args.get("model_instance_kind", "")).upper() == "GPU":
-        return torch.device("cuda", int(args.get("model_instance_device_id", 0)))
-    return None
+    return kind_device(args)
 
 
 def configured_spz_level(parameters: Mapping[str, str]) -> int:
@@ -187,10 +186,6 @@ class DevicePostprocessStage(PostprocessStage):
         )
 
 
-#: ``execute`` of a python model for one instance: (pb_utils, requests) -> responses
-Executor = Callable[[Any, Sequence[Any]], list[Any]]
-
-
 def preprocess_executor(args: Mapping[str, Any]) -> tuple[Executor, str]:
     """The ``preprocess`` instance's ``execute`` and a line saying which form it runs."""
     parameters = model_parameters(args)
@@ -201,11 +196,7 @@ def preprocess_executor(args: Mapping[str, Any]) -> tuple[Executor, str]:
         return cpu_run, "preprocess: numpy stage on the CPU"
     device_stage = DevicePreprocessStage(parameters, device)
     run = partial(
-        each_request_tensors,
-        torch_names=(),
-        numpy_names=PREPROCESS_NUMPY_INPUTS,
-        handler=device_stage.run,
-        model="preprocess",
+        each_request, input_names=PREPROCESS_NUMPY_INPUTS, handler=device_stage.run, model="preprocess"
     )
     return run, f"preprocess: device stage on {device}, DLPack outputs"
 
@@ -220,11 +211,11 @@ def postprocess_executor(args: Mapping[str, Any]) -> tuple[Executor, str]:
         return cpu_run, "postprocess: numpy stage on the CPU"
     device_stage = DevicePostprocessStage(parameters, device)
     run = partial(
-        each_request_tensors,
-        torch_names=POSTPROCESS_TORCH_INPUTS,
-        numpy_names=POSTPROCESS_NUMPY_INPUTS,
+        each_request,
+        input_names=POSTPROCESS_NUMPY_INPUTS,
         handler=device_stage.run,
         model="postprocess",
+        torch_names=POSTPROCESS_TORCH_INPUTS,
     )
     level = device_stage.spz_compresslevel
     return run, f"postprocess: device stage on {device}, DLPack inputs, SPZ gzip level {level}"

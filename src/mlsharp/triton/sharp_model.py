@@ -9,16 +9,14 @@ tensors through DLPack, every batch size warmed up here, before Triton reports t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from mlsharp.triton import backend
+from mlsharp.triton.backend import Executor
 from mlsharp.triton.models import NETWORK_INPUTS
-
-#: ``execute`` of the instance: (pb_utils, requests) -> responses
-Executor = Callable[[Any, Sequence[Any]], list[Any]]
 
 
 def sharp_executor(args: Mapping[str, Any]) -> tuple[Executor, str]:

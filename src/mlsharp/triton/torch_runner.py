@@ -39,6 +39,7 @@ from mlsharp.errors import InvalidParameterError
 from mlsharp.network import SharpPredictor
 from mlsharp.presets import PRESET_NAMES, get_preset
 from mlsharp.triton import backend
+from mlsharp.triton.gpu_target import COMPILE_MODES
 from mlsharp.triton.models import NETWORK_INPUTS, RAW_OUTPUT_NAMES
 
 TorchPrecision = Literal["fp32", "fp16", "bf16"]
@@ -48,7 +49,6 @@ PRECISION_DTYPES: dict[str, torch.dtype] = {
     "fp16": torch.float16,
     "bf16": torch.bfloat16,
 }
-COMPILE_MODES: tuple[str, ...] = ("none", "default", "reduce-overhead", "max-autotune")
 #: compile modes whose compiled graphs replay CUDA graphs (outputs live in a reused pool)
 _CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
 
@@ -105,10 +105,7 @@ class TorchRunnerSettings:
         for key in ("weights_file", "preset", "precision"):
             if not parameters.get(key):
                 raise ValueError(f"the torch runtime needs the {key!r} parameter")
-        if args.get("model_instance_kind") == "GPU":
-            device = torch.device("cuda", int(args["model_instance_device_id"]))
-        else:
-            device = torch.device("cpu")
+        device = backend.kind_device(args) or torch.device("cpu")
         max_batch = parameters.get("max_batch_size") or ""
         if not max_batch:
             max_batch = str(json.loads(args.get("model_config") or "{}").get("max_batch_size") or 1)
@@ -318,53 +315,17 @@ class TorchRunner:
         return seconds
 
 
-def read_torch_inputs(pb_utils: Any, request: Any, names: Sequence[str] = NETWORK_INPUTS) -> TorchArrays:
-    """Input tensors of one request as torch tensors through DLPack (they stay where Triton put
-    them, GPU included); a missing input raises ``KeyError``."""
-    from torch.utils.dlpack import from_dlpack
-
-    tensors = {}
-    for name in names:
-        tensor = pb_utils.get_input_tensor_by_name(request, name)
-        if tensor is None:
-            raise KeyError(f"request has no input {name!r}")
-        tensors[name] = from_dlpack(tensor.to_dlpack())
-    return tensors
-
-
-def torch_response(pb_utils: Any, outputs: Mapping[str, torch.Tensor]) -> Any:
-    """A successful response whose tensors are handed to Triton through DLPack (no host copy)."""
-    from torch.utils.dlpack import to_dlpack  # type: ignore[attr-defined]  # re-exported from torch._C
-
-    tensors = [pb_utils.Tensor.from_dlpack(name, to_dlpack(t.contiguous())) for name, t in outputs.items()]
-    return pb_utils.InferenceResponse(output_tensors=tensors)
-
-
 def torch_execute(
     pb_utils: Any, requests: Sequence[Any], runner: TorchRunner, model: str = "sharp"
 ) -> list[Any]:
-    """``execute`` of the torch runtime, with :func:`backend.all_requests_at_once`'s error rules.
-
-    A request whose inputs cannot be read (or are mis-shaped) fails alone; the others run as ONE
-    batch, and if that run raises, every request in it fails with the error.
-    """
-    responses: list[Any] = [None] * len(requests)
-    batch: list[TorchArrays] = []
-    slots: list[int] = []
-    for index, request in enumerate(requests):
-        try:
-            inputs = read_torch_inputs(pb_utils, request)
-            check_request(inputs, runner.working_size_px)
-            batch.append(inputs)
-            slots.append(index)
-        except Exception as exc:
-            responses[index] = backend.error_response(pb_utils, exc, model)
-    if batch:
-        try:
-            outputs = runner.run(batch)
-            for index, arrays in zip(slots, outputs, strict=True):
-                responses[index] = torch_response(pb_utils, arrays)
-        except Exception as exc:
-            for index in slots:
-                responses[index] = backend.error_response(pb_utils, exc, model)
-    return responses
+    """``execute`` of the torch runtime: :func:`backend.all_requests_at_once` with the inputs read as
+    torch tensors where Triton put them (DLPack) and a mis-shaped request failing alone."""
+    return backend.all_requests_at_once(
+        pb_utils,
+        requests,
+        (),
+        runner.run,
+        model,
+        torch_names=NETWORK_INPUTS,
+        check=lambda inputs: check_request(inputs, runner.working_size_px),
+    )
