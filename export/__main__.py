@@ -294,6 +294,8 @@ def run(args: argparse.Namespace) -> int:
     ok = all(c.ok for c in checks) and checked.served is not None
 
     repository = None
+    # each file hashed once: the manifest lists them, and TensorRT's cache is named after the served one
+    entries = {key: [file_entry(p, out) for p in onnx_files(path)] for key, path in files.items()}
     opts = RepositoryOptions(
         preset=config.name,
         working_size_px=config.working_size_px,
@@ -316,7 +318,7 @@ def run(args: argparse.Namespace) -> int:
         runtime=variant.runtime if args.target == "cpu" else "onnxruntime",  # type: ignore[arg-type]
         gpu_runtime=args.gpu_runtime,
         compile_mode=args.compile_mode,
-        served_sha256=served_sha256(args, files, variant.precision),
+        served_sha256=served_sha256(args, entries, variant.precision),
     )
     if ok and not args.no_repository and "onnx_fp32" in files:
         repository = write_repository(
@@ -361,7 +363,7 @@ def run(args: argparse.Namespace) -> int:
             "fp16_safety": fp16_safety(args, model, image, factor, files, opts.precision),
             "ok": ok,
             "timings_s": timings,
-            "files": {key: [file_entry(p, out) for p in onnx_files(path)] for key, path in files.items()},
+            "files": entries,
             "repository": str(repository.relative_to(out))
             if repository and repository.is_relative_to(out)
             else (str(repository) if repository else None),

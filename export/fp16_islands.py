@@ -25,7 +25,6 @@ node's ``namespace`` metadata (``...SharpPredictor/prediction_head: ...DirectPre
 from __future__ import annotations
 
 import json
-import shutil
 import tempfile
 import warnings
 from collections.abc import Iterable
@@ -283,21 +282,17 @@ def convert_mixed_fp16(fp32_path: Path, fp16_path: Path) -> Fp16Conversion:
     beside ``fp16_path``. The islands are recorded in the graph's metadata."""
     from onnxconverter_common import float16
 
+    from export.graphs import unlinked_graph
+
     # shape inference on the file (works past the 2 GB proto cap), as the converter's *_model_path
-    # does; the ONNX loader refuses external data with several hard links (a re-export into a
-    # directory whose repository hard-linked it), so then a private copy is read
-    data = fp32_path.with_name(fp32_path.name + ".data")
+    # does, on a private copy where the external data is hard-linked (see unlinked_graph)
     fp16_path.parent.mkdir(parents=True, exist_ok=True)
     with (
         warnings.catch_warnings(),
         tempfile.TemporaryDirectory(prefix=".fp16-", dir=fp16_path.parent) as scratch,
     ):
         warnings.simplefilter("ignore", UserWarning)
-        source = fp32_path
-        if data.exists() and data.stat().st_nlink > 1:
-            source = Path(scratch) / fp32_path.name
-            shutil.copyfile(fp32_path, source)
-            shutil.copyfile(data, Path(scratch) / data.name)
+        source = unlinked_graph(fp32_path, Path(scratch))
         # beside its external data, whose location is relative to the graph file
         with tempfile.NamedTemporaryFile(dir=source.parent, suffix=".onnx") as inferred:
             onnx.shape_inference.infer_shapes_path(str(source), inferred.name)

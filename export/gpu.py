@@ -11,12 +11,11 @@ import argparse
 import copy
 import hashlib
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from export import verify
-from export.manifest import sha256_of
-from export.repository import onnx_files
 from export.serving import Reference
 from mlsharp.errors import InvalidParameterError
 
@@ -50,17 +49,15 @@ def gpu_files(
     ]
 
 
-def served_sha256(args: argparse.Namespace, files: dict[str, Path], precision: str) -> str:
-    """sha256 over the file(s) the GPU ``sharp`` loads (TensorRT names its engine cache after it)."""
+def served_sha256(args: argparse.Namespace, entries: dict[str, list[dict[str, Any]]], precision: str) -> str:
+    """sha256 over the sha256s of the file(s) the GPU ``sharp`` loads, graph then weights (TensorRT
+    names its engine cache after it); ``entries``: the manifest's file entries by key."""
     if args.target != "gpu" or args.gpu_runtime == "torch":
         return ""
-    graph = files.get("onnx_fp16" if precision == "fp16" else "onnx_fp32")
-    if graph is None:
+    served = entries.get("onnx_fp16" if precision == "fp16" else "onnx_fp32")
+    if served is None:
         return ""
-    digest = hashlib.sha256()
-    for path in onnx_files(graph):
-        digest.update(sha256_of(path).encode())
-    return digest.hexdigest()
+    return hashlib.sha256("".join(entry["sha256"] for entry in served).encode()).hexdigest()
 
 
 def fp16_safety(

@@ -104,6 +104,18 @@ def convert_fp16(fp32_path: Path, fp16_path: Path) -> Path:
     return fp16_path
 
 
+def unlinked_graph(onnx_path: Path, scratch: Path) -> Path:
+    """``onnx_path``, or a private copy of it and its external data in ``scratch`` when that data
+    has several hard links: ONNX's loader and checker refuse such data (hit by a re-export into a
+    directory whose repository hard-linked it)."""
+    data = onnx_path.with_name(onnx_path.name + ".data")
+    if not (data.exists() and data.stat().st_nlink > 1):
+        return onnx_path
+    shutil.copyfile(onnx_path, scratch / onnx_path.name)
+    shutil.copyfile(data, scratch / data.name)
+    return scratch / onnx_path.name
+
+
 def quantize_int8(fp32_path: Path, int8_path: Path) -> Path:
     """Dynamic int8 copy of ``fp32_path`` (MatMul weights int8, per tensor), external data beside it.
 
@@ -113,13 +125,8 @@ def quantize_int8(fp32_path: Path, int8_path: Path) -> Path:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     int8_path.parent.mkdir(parents=True, exist_ok=True)
-    data = fp32_path.with_name(fp32_path.name + ".data")
     with tempfile.TemporaryDirectory(prefix=".quantize-", dir=int8_path.parent) as scratch:
-        source = fp32_path
-        if data.exists() and data.stat().st_nlink > 1:
-            source = Path(scratch) / fp32_path.name
-            shutil.copyfile(fp32_path, source)
-            shutil.copyfile(data, Path(scratch) / data.name)
+        source = unlinked_graph(fp32_path, Path(scratch))
         quantize_dynamic(
             str(source),
             str(int8_path),
