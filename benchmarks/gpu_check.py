@@ -30,7 +30,7 @@ import io
 import json
 import platform
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from benchmarks.transfer_probe import p50, transfer_report
 from mlsharp.checkpoint import load_predictor
 from mlsharp.triton.backend import bytes_column
 from mlsharp.triton.device_stages import DevicePostprocessStage, DevicePreprocessStage
@@ -57,19 +58,6 @@ def photo_jpeg(width_px: int = 1600, height_px: int = 1200) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray((rgb * 255).astype(np.uint8)).save(buffer, "JPEG", quality=92)
     return buffer.getvalue()
-
-
-def p50(fn: Callable[[], object], sync: Callable[[], None], repeats: int) -> tuple[float, Any]:
-    """Median seconds of ``repeats`` runs after one warm-up run, and the last result."""
-    result = fn()
-    sync()
-    seconds = []
-    for _ in range(max(repeats, 1)):
-        start = time.perf_counter()
-        result = fn()
-        sync()
-        seconds.append(time.perf_counter() - start)
-    return float(np.median(seconds)), result
 
 
 class Budget:
@@ -281,9 +269,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"stages {report['stages']}", flush=True)
     report["targets"] = targets(forward, report.get("stages", {}))
     if budget.allows("transfers"):
-        import benchmarks.transfer_probe as transfer_probe
-
-        report["transfers"] = transfer_probe.transfer_report(dev.device, args.repeats, args.preset, batches)
+        report["transfers"] = transfer_report(dev.device, args.repeats, args.preset, batches)
     if budget.allows("precision", needs_s=30):
         report["precision"] = measure_precision(model, image, factor)
     report["skipped"] = budget.skipped

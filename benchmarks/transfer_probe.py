@@ -86,16 +86,18 @@ def _sync(device: torch.device) -> Callable[[], None]:
     return torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
 
-def _median_s(copy: Callable[[], None], sync: Callable[[], None], repeats: int) -> float:
-    copy()  # warm-up: first-touch page faults, allocator, lazy CUDA init
+def p50(fn: Callable[[], object], sync: Callable[[], None], repeats: int) -> tuple[float, Any]:
+    """Median seconds of ``repeats`` runs after one warm-up run (first-touch page faults, allocator,
+    lazy CUDA init), and the last result (also the GPU check's timer)."""
+    result = fn()
     sync()
     seconds = []
-    for _ in range(repeats):
+    for _ in range(max(repeats, 1)):
         start = time.perf_counter()
-        copy()
+        result = fn()
         sync()
         seconds.append(time.perf_counter() - start)
-    return statistics.median(seconds)
+    return statistics.median(seconds), result
 
 
 def time_set(spec: TensorSet, device: torch.device, pinned: bool, repeats: int) -> float:
@@ -112,7 +114,7 @@ def time_set(spec: TensorSet, device: torch.device, pinned: bool, repeats: int) 
         for dst, src in pairs:
             dst.copy_(src, non_blocking=pinned)  # async only where pinned memory allows it
 
-    return _median_s(copy, _sync(device), repeats)  # the buffers go with this frame
+    return p50(copy, _sync(device), repeats)[0]  # the buffers go with this frame
 
 
 def pinned_status(device: torch.device) -> str:
