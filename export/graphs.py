@@ -11,9 +11,8 @@ Choices, pinned here so every export is the same:
   nodes reading constants outside fp16's range stay fp32 (:mod:`export.fp16_islands`; test preset:
   mean_vectors 6.9e-3 off eager fp32 instead of 4.6e-1 for the plain conversion). Converting the
   finished graph rather than exporting a ``.half()`` model keeps one export path and lets the fp16
-  file be checked against the same eager fp32 reference. On the GPU target the preferred fp16 route
-  is TensorRT's FP16 mode on the fp32 file (see :mod:`mlsharp.triton.models`); the fp16 file serves
-  the CUDA execution provider.
+  file be checked against the same eager fp32 reference. On the GPU target it is what the TensorRT
+  and CUDA execution providers serve in fp16 (see :mod:`mlsharp.triton.gpu_target`).
 * int8 (CPU target, opt-in): ONNX Runtime's ``quantize_dynamic`` on the fp32 graph, MatMul weights
   only (the ViT linear layers: ~56 % of the fp32 forward on CPU), activations quantized per call.
   Convolutions stay fp32. It changes the numbers; the check reports by how much.
